@@ -1,0 +1,282 @@
+"""The kafka-python adapter: where its calls are and how to read its objects.
+
+Patched at class level, so producers and consumers created before instrumentation are traced
+too:
+
+- ``KafkaProducer.send``: a ``send`` span, ended by the returned future's callbacks when the
+  broker acknowledges (partition, offset) or fails the message.
+- ``KafkaConsumer.__next__``: a ``process`` span per record, current until the next call.
+- ``KafkaConsumer.poll``: a ``poll`` span per non-empty batch; the returned lists then start a
+  ``process`` span per record as the application iterates them.
+- ``KafkaConsumer.close``: ends the open ``process`` span.
+
+In kafka-python iteration is built on ``poll()``; the inner call is suppressed so that a
+record gets one span, not two.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from wrapt import wrap_function_wrapper
+
+from kafka_autotrace.calls import CallShape
+from kafka_autotrace.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.model import ClientInfo, parse_bootstrap
+from kafka_autotrace.scope import ConsumerScopes, is_suppressed, suppressed
+from kafka_autotrace.telemetry import KafkaTelemetry, PendingSend
+
+_logger = logging.getLogger(__name__)
+
+_SEND = CallShape("topic", "value", "key", "headers", "partition", "timestamp_ms")
+_CLIENT_ATTR = "_kafka_autotrace_client"
+_SCOPES_ATTR = "_kafka_autotrace_scopes"
+_HEADERS_MIN_API = (0, 11)
+
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+class KafkaPythonRecordAccessor:
+    """Reads ``kafka.consumer.fetcher.ConsumerRecord`` (a namedtuple in every 2.x/3.x)."""
+
+    def topic(self, record: Any) -> str:
+        return record.topic  # type: ignore[no-any-return]
+
+    def partition(self, record: Any) -> int | None:
+        return record.partition  # type: ignore[no-any-return]
+
+    def offset(self, record: Any) -> int | None:
+        return record.offset  # type: ignore[no-any-return]
+
+    def key(self, record: Any) -> object:
+        return record.key
+
+    def value(self, record: Any) -> object:
+        return record.value
+
+    def headers(self, record: Any) -> object:
+        return record.headers
+
+    def timestamp_ms(self, record: Any) -> int | None:
+        timestamp = record.timestamp
+        return timestamp if isinstance(timestamp, int) and timestamp >= 0 else None
+
+
+ACCESSOR = KafkaPythonRecordAccessor()
+
+
+def client_info(client: Any) -> ClientInfo:
+    """Attributes of a KafkaProducer/KafkaConsumer, read from its config once and cached."""
+    info: ClientInfo | None = client.__dict__.get(_CLIENT_ATTR)
+    if info is None:
+        config = getattr(client, "config", {})
+        address, port = parse_bootstrap(config.get("bootstrap_servers"))
+        group = config.get("group_id")
+        info = ClientInfo(
+            client_id=config.get("client_id") or None,
+            server_address=address,
+            server_port=port,
+            consumer_group=group if isinstance(group, str) else None,
+        )
+        client.__dict__[_CLIENT_ATTR] = info
+    return info
+
+
+def _scopes(consumer: Any) -> ConsumerScopes:
+    scopes: ConsumerScopes | None = consumer.__dict__.get(_SCOPES_ATTR)
+    if scopes is None:
+        scopes = consumer.__dict__[_SCOPES_ATTR] = ConsumerScopes()
+    return scopes
+
+
+def _can_inject(producer: Any, headers: object) -> bool:
+    """Whether kafka-python would accept headers we add, so that adding them never turns a
+    valid call into a failing one (nor a failing one into a valid one: a tuple or a list
+    subclass is left for kafka-python to reject exactly as it would without us)."""
+    if headers is not None and type(headers) is not list:
+        return False
+    api_version = producer.config.get("api_version")
+    return api_version is None or tuple(api_version) >= _HEADERS_MIN_API
+
+
+def _on_ack(pending: PendingSend, metadata: Any) -> None:
+    pending.succeed(getattr(metadata, "partition", None), getattr(metadata, "offset", None))
+
+
+def _on_error(pending: PendingSend, exception: BaseException) -> None:
+    pending.fail_with(exception)
+
+
+def _send_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
+    def send(
+        wrapped: Callable[..., Any], producer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if is_suppressed() or not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        pending = None
+        call_args, call_kwargs = args, kwargs
+        try:
+            headers = _SEND.get(args, kwargs, "headers")
+            pending = telemetry.start_send(
+                client_info(producer),
+                _SEND.get(args, kwargs, "topic"),
+                _SEND.get(args, kwargs, "key"),
+                _SEND.get(args, kwargs, "value"),
+                _SEND.get(args, kwargs, "partition"),
+                headers,
+            )
+            if pending is not None and _can_inject(producer, headers):
+                traced = telemetry.headers_for(pending, headers)
+                call_args, call_kwargs = _SEND.replace(args, kwargs, "headers", traced)
+        except Exception:
+            _logger.debug("kafka-autotrace: preparing a send span failed", exc_info=True)
+        if pending is None:
+            return wrapped(*call_args, **call_kwargs)
+        try:
+            future = wrapped(*call_args, **call_kwargs)
+        except BaseException as exception:
+            pending.fail_with(exception)
+            raise
+        try:
+            future.add_callback(_on_ack, pending)
+            future.add_errback(_on_error, pending)
+        except Exception:
+            _logger.debug("kafka-autotrace: cannot follow a send future", exc_info=True)
+            pending.succeed(None, None)
+        return future
+
+    return send
+
+
+def _enter_process(telemetry: KafkaTelemetry, consumer: Any, record: Any) -> None:
+    try:
+        scope = telemetry.start_process(record, ACCESSOR, client_info(consumer))
+        if scope is not None:
+            _scopes(consumer).enter(scope)
+    except Exception:
+        _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
+
+
+def _next_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
+    def next_(
+        wrapped: Callable[..., Any], consumer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if is_suppressed():
+            return wrapped(*args, **kwargs)
+        _scopes(consumer).finish()
+        with suppressed():
+            record = wrapped(*args, **kwargs)
+        if is_instrumentation_enabled():
+            _enter_process(telemetry, consumer, record)
+        return record
+
+    return next_
+
+
+class TracedRecords(list):  # type: ignore[type-arg]
+    """The record list of one partition from ``poll()``: a real list, equal to the original,
+    that starts each record's process span as the application iterates over it."""
+
+    __slots__ = ("_consumer", "_incoming", "_telemetry")
+
+    def __init__(
+        self, records: list[Any], incoming: list[Any], telemetry: KafkaTelemetry, consumer: Any
+    ) -> None:
+        super().__init__(records)
+        self._incoming = incoming
+        self._telemetry = telemetry
+        self._consumer = consumer
+
+    def __iter__(self) -> Iterator[Any]:
+        client = client_info(self._consumer)
+        scopes = _scopes(self._consumer)
+        for index, record in enumerate(list.__iter__(self)):
+            scopes.finish()
+            try:
+                incoming = self._incoming[index] if index < len(self._incoming) else None
+                scope = self._telemetry.start_process(
+                    record, ACCESSOR, client, incoming=incoming, counted=True
+                )
+                if scope is not None:
+                    scopes.enter(scope)
+            except Exception:
+                _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
+            yield record
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle and copy as the plain list it stands for."""
+        return list, (list(list.__iter__(self)),)
+
+
+def _poll_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
+    def poll(
+        wrapped: Callable[..., Any], consumer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if is_suppressed():
+            return wrapped(*args, **kwargs)
+        _scopes(consumer).finish()
+        started_ns, started = time.time_ns(), time.perf_counter()
+        batches = wrapped(*args, **kwargs)
+        if not batches or not is_instrumentation_enabled():
+            return batches
+        try:
+            _trace_batches(telemetry, consumer, batches, started_ns, started)
+        except Exception:
+            _logger.debug("kafka-autotrace: tracing a poll() batch failed", exc_info=True)
+        return batches
+
+    return poll
+
+
+def _trace_batches(
+    telemetry: KafkaTelemetry, consumer: Any, batches: Any, started_ns: int, started: float
+) -> None:
+    """Emit the poll span and, in place, make each partition's list start process spans."""
+    records = [record for partition_records in batches.values() for record in partition_records]
+    incoming = telemetry.record_poll(
+        records, ACCESSOR, client_info(consumer), started_ns, started
+    )
+    if not telemetry.settings.batch_process_spans:
+        return
+    offset = 0
+    for partition, partition_records in batches.items():
+        count = len(partition_records)
+        batches[partition] = TracedRecords(
+            partition_records, incoming[offset : offset + count], telemetry, consumer
+        )
+        offset += count
+
+
+def _close_wrapper(
+    wrapped: Callable[..., Any], consumer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    _scopes(consumer).finish()
+    return wrapped(*args, **kwargs)
+
+
+class KafkaPythonInstrumentor(KafkaClientInstrumentor):
+    """Traces kafka-python producers and consumers (entry point
+    ``kafka_autotrace_kafka_python``)."""
+
+    requirement = "kafka-python >= 2.0.2, < 4"
+
+    def _patch(self, telemetry: KafkaTelemetry) -> None:
+        import kafka
+
+        wrap_function_wrapper(kafka.KafkaProducer, "send", _send_wrapper(telemetry))
+        wrap_function_wrapper(kafka.KafkaConsumer, "__next__", _next_wrapper(telemetry))
+        wrap_function_wrapper(kafka.KafkaConsumer, "poll", _poll_wrapper(telemetry))
+        wrap_function_wrapper(kafka.KafkaConsumer, "close", _close_wrapper)
+
+    def _unpatch(self) -> None:
+        try:
+            import kafka
+        except ImportError:
+            return
+        unwrap(kafka.KafkaProducer, "send")
+        for method in ("__next__", "poll", "close"):
+            unwrap(kafka.KafkaConsumer, method)

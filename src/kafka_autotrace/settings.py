@@ -1,0 +1,110 @@
+"""Configuration read from ``KAFKA_AUTOTRACE_*`` environment variables.
+
+Every setting is optional. The defaults give the span model of the design: trace context is
+propagated and continued, the message key is recorded, nothing else from the message is.
+A malformed value falls back to the default with a warning instead of stopping the
+application, because configuration mistakes must never take a service down.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_logger = logging.getLogger(__name__)
+
+ENV_CAPTURE_HEADERS = "KAFKA_AUTOTRACE_CAPTURE_HEADERS"
+ENV_CAPTURE_KEY = "KAFKA_AUTOTRACE_CAPTURE_KEY"
+ENV_CAPTURE_BODY_SIZE = "KAFKA_AUTOTRACE_CAPTURE_BODY_SIZE"
+ENV_EXCLUDE_TOPICS = "KAFKA_AUTOTRACE_EXCLUDE_TOPICS"
+ENV_INCOMING_CONTEXT = "KAFKA_AUTOTRACE_INCOMING_CONTEXT"
+ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
+ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class IncomingContext(enum.Enum):
+    """What a consumer does with the trace context found in a message's headers."""
+
+    PARENT = "parent"
+    """The producer's span becomes the parent: one trace across producer and consumer."""
+    LINK = "link"
+    """The process span starts from the ambient context and only links to the producer, so an
+    untrusted producer cannot choose the trace or force sampling."""
+    IGNORE = "ignore"
+    """Headers are not read at all."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration; build it with :meth:`from_env` or directly in code."""
+
+    capture_headers: tuple[str, ...] = ()
+    capture_key: bool = True
+    capture_body_size: bool = False
+    exclude_topics: tuple[str, ...] = ()
+    incoming_context: IncomingContext = IncomingContext.PARENT
+    propagate: bool = True
+    batch_process_spans: bool = True
+    _excluded_cache: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            capture_headers=_names(env.get(ENV_CAPTURE_HEADERS, "")),
+            capture_key=_flag(env, ENV_CAPTURE_KEY, True),
+            capture_body_size=_flag(env, ENV_CAPTURE_BODY_SIZE, False),
+            exclude_topics=_names(env.get(ENV_EXCLUDE_TOPICS, "")),
+            incoming_context=_incoming_context(env.get(ENV_INCOMING_CONTEXT, "")),
+            propagate=_flag(env, ENV_PROPAGATE, True),
+            batch_process_spans=_flag(env, ENV_BATCH_PROCESS_SPANS, True),
+        )
+
+    def is_excluded(self, topic: str) -> bool:
+        """Whether ``topic`` matches one of the excluded globs; memoised per topic because it
+        is asked once per message."""
+        if not self.exclude_topics:
+            return False
+        excluded = self._excluded_cache.get(topic)
+        if excluded is None:
+            excluded = any(fnmatch.fnmatchcase(topic, glob) for glob in self.exclude_topics)
+            self._excluded_cache[topic] = excluded
+        return excluded
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    _logger.warning("%s=%r is not a boolean; using %s", name, raw, default)
+    return default
+
+
+def _incoming_context(raw: str) -> IncomingContext:
+    value = raw.strip().lower()
+    if not value:
+        return IncomingContext.PARENT
+    try:
+        return IncomingContext(value)
+    except ValueError:
+        _logger.warning(
+            "%s=%r is not one of parent, link, ignore; using parent", ENV_INCOMING_CONTEXT, raw
+        )
+        return IncomingContext.PARENT

@@ -1,0 +1,409 @@
+"""The library-agnostic messaging telemetry: spans, links, metrics and hooks for Kafka.
+
+Adapters call four things: :meth:`KafkaTelemetry.start_send` when the application sends,
+:meth:`PendingSend.succeed` / :meth:`PendingSend.fail` when the broker answers,
+:meth:`KafkaTelemetry.start_process` for each record handed to the application, and
+:meth:`KafkaTelemetry.record_poll` for batch APIs. Everything about span names, attributes,
+parentage and metrics lives here, so both clients emit the same telemetry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, Callable, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.metrics import Meter
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_BATCH_MESSAGE_COUNT,
+    MESSAGING_CLIENT_ID,
+    MESSAGING_CONSUMER_GROUP_NAME,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_MESSAGE_KEY,
+    MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
+    MESSAGING_KAFKA_OFFSET,
+    MESSAGING_MESSAGE_BODY_SIZE,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+    MessagingOperationTypeValues,
+    MessagingSystemValues,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    get_current_span,
+    set_span_in_context,
+)
+from opentelemetry.util.types import AttributeValue
+
+from kafka_autotrace.metrics import MessagingInstruments
+from kafka_autotrace.model import ClientInfo, RecordAccessor
+from kafka_autotrace.propagation import (
+    decode_header_value,
+    extract_context,
+    header_items,
+    merge_headers,
+    trace_headers,
+)
+from kafka_autotrace.scope import ProcessScope
+from kafka_autotrace.settings import IncomingContext, Settings
+
+_logger = logging.getLogger(__name__)
+
+RecordT = TypeVar("RecordT")
+ProduceHook = Callable[[Span, str, object, object], None]
+"""Called as ``hook(span, topic, key, value)`` after a send span starts."""
+ConsumeHook = Callable[[Span, Any], None]
+"""Called as ``hook(span, record)`` with the client library's own record object."""
+
+HEADER_ATTRIBUTE_PREFIX = "messaging.header."
+"""Captured headers (``KAFKA_AUTOTRACE_CAPTURE_HEADERS``) become ``messaging.header.<key>``."""
+
+_KAFKA = MessagingSystemValues.KAFKA.value
+_SEND = MessagingOperationTypeValues.SEND.value
+_PROCESS = MessagingOperationTypeValues.PROCESS.value
+_RECEIVE = MessagingOperationTypeValues.RECEIVE.value
+
+Attributes = dict[str, AttributeValue]
+
+
+def _client_attributes(client: ClientInfo) -> Attributes:
+    attributes: Attributes = {MESSAGING_SYSTEM: _KAFKA}
+    if client.client_id:
+        attributes[MESSAGING_CLIENT_ID] = client.client_id
+    if client.consumer_group:
+        attributes[MESSAGING_CONSUMER_GROUP_NAME] = client.consumer_group
+    if client.server_address:
+        attributes[SERVER_ADDRESS] = client.server_address
+    if client.server_port is not None:
+        attributes[SERVER_PORT] = client.server_port
+    return attributes
+
+
+def _metric_attributes(client: ClientInfo, operation: str, topic: str | None) -> Attributes:
+    """Low-cardinality attributes for metrics: no client id, partition or key."""
+    attributes: Attributes = {MESSAGING_SYSTEM: _KAFKA, MESSAGING_OPERATION_NAME: operation}
+    if topic is not None:
+        attributes[MESSAGING_DESTINATION_NAME] = topic
+    if client.consumer_group:
+        attributes[MESSAGING_CONSUMER_GROUP_NAME] = client.consumer_group
+    if client.server_address:
+        attributes[SERVER_ADDRESS] = client.server_address
+    if client.server_port is not None:
+        attributes[SERVER_PORT] = client.server_port
+    return attributes
+
+
+def key_attribute(key: object) -> str | None:
+    """The key as the ``messaging.kafka.message.key`` string, None for keys with no safe text
+    form (arbitrary objects are not ``str()``-ed: that can be slow or raise)."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key).decode("utf-8", errors="replace")
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        return str(key)
+    return None
+
+
+def _body_size(value: object) -> int | None:
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    return None
+
+
+class PendingSend:
+    """A send span waiting for the broker's answer; ends once, from whichever thread answers."""
+
+    __slots__ = ("_done", "_metric_attributes", "_started", "_telemetry", "span")
+
+    def __init__(
+        self, telemetry: KafkaTelemetry, span: Span, metric_attributes: Attributes
+    ) -> None:
+        self._telemetry = telemetry
+        self.span = span
+        self._metric_attributes = metric_attributes
+        self._started = time.perf_counter()
+        self._done = threading.Lock()
+
+    def context(self) -> Context:
+        return set_span_in_context(self.span)
+
+    def succeed(self, partition: int | None, offset: int | None) -> None:
+        if not self._done.acquire(blocking=False):
+            return
+        try:
+            if self.span.is_recording():
+                if partition is not None and partition >= 0:
+                    self.span.set_attribute(MESSAGING_DESTINATION_PARTITION_ID, str(partition))
+                if offset is not None and offset >= 0:
+                    self.span.set_attribute(MESSAGING_KAFKA_OFFSET, offset)
+            self.span.end()
+            self._telemetry._sent(self._metric_attributes, self._started, None)
+        except Exception:
+            _logger.debug("ending a send span failed", exc_info=True)
+
+    def fail(self, error_type: str, exception: BaseException | None, description: str) -> None:
+        if not self._done.acquire(blocking=False):
+            return
+        try:
+            if self.span.is_recording():
+                self.span.set_attribute(ERROR_TYPE, error_type)
+                if exception is not None:
+                    self.span.record_exception(exception)
+                self.span.set_status(Status(StatusCode.ERROR, description))
+            self.span.end()
+            self._telemetry._sent(self._metric_attributes, self._started, error_type)
+        except Exception:
+            _logger.debug("ending a failed send span failed", exc_info=True)
+
+    def fail_with(self, exception: BaseException) -> None:
+        """End the span for an exception raised by the client call itself."""
+        self.fail(type(exception).__qualname__, exception, str(exception))
+
+
+class KafkaTelemetry:
+    """Spans and metrics for one instrumentor; shared by all producers and consumers it wraps."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        meter: Meter,
+        settings: Settings,
+        produce_hook: ProduceHook | None = None,
+        consume_hook: ConsumeHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self._tracer = tracer
+        self._instruments = MessagingInstruments.create(meter)
+        self._produce_hook = produce_hook
+        self._consume_hook = consume_hook
+        self._client_attributes: dict[ClientInfo, Attributes] = {}
+
+    # -- producer ---------------------------------------------------------------------------
+
+    def start_send(
+        self,
+        client: ClientInfo,
+        topic: str,
+        key: object,
+        value: object,
+        partition: int | None,
+        headers: object,
+    ) -> PendingSend | None:
+        """Start the ``send {topic}`` span in the current context; None for excluded topics."""
+        if not isinstance(topic, str) or self.settings.is_excluded(topic):
+            return None
+        attributes = dict(self._attributes_of(client))
+        attributes[MESSAGING_OPERATION_NAME] = _SEND
+        attributes[MESSAGING_OPERATION_TYPE] = _SEND
+        attributes[MESSAGING_DESTINATION_NAME] = topic
+        if isinstance(partition, int) and partition >= 0:
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        self._message_attributes(attributes, key, value, headers)
+        span = self._tracer.start_span(
+            f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        if self._produce_hook is not None:
+            self._run_hook(self._produce_hook, span, topic, key, value)
+        return PendingSend(self, span, _metric_attributes(client, _SEND, topic))
+
+    def headers_for(self, pending: PendingSend, headers: object) -> object:
+        """The headers to send: the caller's plus the propagator's, in a new container."""
+        if not self.settings.propagate:
+            return headers
+        return merge_headers(headers, trace_headers(pending.context()))
+
+    def _sent(self, attributes: Attributes, started: float, error_type: str | None) -> None:
+        if error_type is not None:
+            attributes = {**attributes, ERROR_TYPE: error_type}
+        self._instruments.operation_duration.record(time.perf_counter() - started, attributes)
+        self._instruments.sent_messages.add(1, attributes)
+
+    # -- consumer ---------------------------------------------------------------------------
+
+    def incoming_context(self, headers: object) -> Context | None:
+        """The producer's context from ``headers`` when the settings allow reading it."""
+        if self.settings.incoming_context is IncomingContext.IGNORE:
+            return None
+        return extract_context(headers)
+
+    def start_process(
+        self,
+        record: RecordT,
+        accessor: RecordAccessor[RecordT],
+        client: ClientInfo,
+        incoming: Context | None = None,
+        counted: bool = False,
+    ) -> ProcessScope | None:
+        """Start the ``process {topic}`` span for a record and make it current.
+
+        ``incoming`` passes a context already extracted for this record (batch APIs extract
+        once for the poll span's links); ``counted`` says the consumed-messages counter
+        already counted the record.
+        """
+        topic = accessor.topic(record)
+        if self.settings.is_excluded(topic):
+            return None
+        if incoming is None:
+            incoming = self.incoming_context(accessor.headers(record))
+        parent, links = self._parent_and_links(incoming)
+        attributes = dict(self._attributes_of(client))
+        attributes[MESSAGING_OPERATION_NAME] = _PROCESS
+        attributes[MESSAGING_OPERATION_TYPE] = _PROCESS
+        attributes[MESSAGING_DESTINATION_NAME] = topic
+        partition = accessor.partition(record)
+        if partition is not None:
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        offset = accessor.offset(record)
+        if offset is not None:
+            attributes[MESSAGING_KAFKA_OFFSET] = offset
+        self._message_attributes(
+            attributes, accessor.key(record), accessor.value(record), accessor.headers(record)
+        )
+        span = self._tracer.start_span(
+            f"process {topic}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+        )
+        if self._consume_hook is not None:
+            self._run_hook(self._consume_hook, span, record)
+        metric_attributes = _metric_attributes(client, _PROCESS, topic)
+        if not counted:
+            self._instruments.consumed_messages.add(1, _metric_attributes(client, _RECEIVE, topic))
+        timestamp_ms = accessor.timestamp_ms(record)
+        if timestamp_ms is not None and timestamp_ms > 0:
+            age = max(0.0, time.time() - timestamp_ms / 1000.0)
+            self._instruments.record_age.record(age, metric_attributes)
+        on_end = partial(self._processed, metric_attributes, time.perf_counter())
+        return ProcessScope(span, set_span_in_context(span, parent), on_end)
+
+    def _processed(self, attributes: Attributes, started: float) -> None:
+        self._instruments.process_duration.record(time.perf_counter() - started, attributes)
+
+    def record_poll(
+        self,
+        records: Sequence[RecordT],
+        accessor: RecordAccessor[RecordT],
+        client: ClientInfo,
+        started_ns: int,
+        started: float,
+    ) -> list[Context | None]:
+        """Emit the ``poll`` span of a batch API call that returned ``records``.
+
+        The span runs from the call (``started_ns``, wall clock for the span and ``started``,
+        perf counter for the metric) to now and links every record's producer. Returns the
+        incoming contexts, one per record, for the records' process spans to reuse.
+        """
+        incoming = [self.incoming_context(accessor.headers(record)) for record in records]
+        topics = sorted({accessor.topic(record) for record in records})
+        traced_topics = [topic for topic in topics if not self.settings.is_excluded(topic)]
+        if not traced_topics:
+            return incoming
+        attributes = dict(self._attributes_of(client))
+        attributes[MESSAGING_OPERATION_NAME] = "poll"
+        attributes[MESSAGING_OPERATION_TYPE] = _RECEIVE
+        attributes[MESSAGING_BATCH_MESSAGE_COUNT] = len(records)
+        if len(topics) == 1:
+            attributes[MESSAGING_DESTINATION_NAME] = topics[0]
+            name = f"poll {topics[0]}"
+        else:
+            name = "poll"
+        links = [
+            Link(span_context)
+            for context in incoming
+            if context is not None
+            and (span_context := get_current_span(context).get_span_context()).is_valid
+        ]
+        span = self._tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, links=links, start_time=started_ns
+        )
+        span.end()
+        duration = time.perf_counter() - started
+        counts: dict[str, int] = {}
+        for record in records:
+            topic = accessor.topic(record)
+            counts[topic] = counts.get(topic, 0) + 1
+        for topic in traced_topics:
+            receive_attributes = _metric_attributes(client, _RECEIVE, topic)
+            self._instruments.consumed_messages.add(counts[topic], receive_attributes)
+            self._instruments.operation_duration.record(duration, receive_attributes)
+        return incoming
+
+    def _parent_and_links(self, incoming: Context | None) -> tuple[Context, list[Link] | None]:
+        """The parent context of a process span and its links, per DESIGN.md: the producer is
+        the parent and an active application span is linked; in link mode, the reverse."""
+        ambient = otel_context.get_current()
+        if incoming is None:
+            return ambient, None
+        remote = get_current_span(incoming).get_span_context()
+        if not remote.is_valid:
+            return ambient, None
+        if self.settings.incoming_context is IncomingContext.LINK:
+            return ambient, [Link(remote)]
+        active = get_current_span(ambient).get_span_context()
+        links = [Link(active)] if active.is_valid else None
+        # Ambient values (the application's own context keys) stay; the producer's span and
+        # baggage take precedence, so baggage flows on to whatever this message produces.
+        return Context({**ambient, **incoming}), links
+
+    # -- shared -----------------------------------------------------------------------------
+
+    def _attributes_of(self, client: ClientInfo) -> Attributes:
+        attributes = self._client_attributes.get(client)
+        if attributes is None:
+            attributes = _client_attributes(client)
+            self._client_attributes[client] = attributes
+        return attributes
+
+    def _message_attributes(
+        self, attributes: Attributes, key: object, value: object, headers: object
+    ) -> None:
+        settings = self.settings
+        if settings.capture_key and key is not None:
+            text = key_attribute(key)
+            if text is not None:
+                attributes[MESSAGING_KAFKA_MESSAGE_KEY] = text
+        if value is None:
+            attributes[MESSAGING_KAFKA_MESSAGE_TOMBSTONE] = True
+        elif settings.capture_body_size:
+            size = _body_size(value)
+            if size is not None:
+                attributes[MESSAGING_MESSAGE_BODY_SIZE] = size
+        if settings.capture_headers and headers is not None:
+            self._header_attributes(attributes, headers)
+
+    def _header_attributes(self, attributes: Attributes, headers: object) -> None:
+        wanted = self.settings.capture_headers
+        captured: dict[str, list[str]] = {}
+        for key, value in header_items(headers):
+            if key in wanted:
+                text = decode_header_value(value)
+                if text is not None:
+                    captured.setdefault(key, []).append(text)
+        for key, values in captured.items():
+            attributes[HEADER_ATTRIBUTE_PREFIX + key] = values
+
+    @staticmethod
+    def _run_hook(hook: Callable[..., None], *args: object) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            _logger.exception("kafka-autotrace hook %r raised; ignored", hook)
