@@ -1,0 +1,74 @@
+"""Shared fixtures: one real broker per session, a fresh topic and OTLP receiver per test.
+
+The broker is session-scoped because starting it costs about a second while topics cost
+milliseconds; isolation between tests comes from unique topic (and group) names instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# ``support`` is a helper package next to this file, not an installed one; putting this directory
+# on sys.path works the same under every pytest import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support.broker import Broker, create_topic, start_broker, unique_topic
+
+from kafka_autotrace.receiver import OtlpReceiver
+
+_BROKER = pytest.StashKey[Broker]()
+
+
+@pytest.fixture(scope="session")
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Broker]:
+    # The log lives under pytest's basetemp (not the broker's data dir, which is deleted on
+    # stop) so it can still be read after the session; pytest prunes old basetemps itself.
+    running = start_broker(log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    request.config.stash[_BROKER] = running
+    try:
+        yield running
+    finally:
+        del request.config.stash[_BROKER]
+        running.stop()
+
+
+@pytest.fixture
+def bootstrap(broker: Broker) -> str:
+    return broker.bootstrap_servers
+
+
+@pytest.fixture
+def topic(bootstrap: str, request: pytest.FixtureRequest) -> str:
+    """A new single-partition topic named after the test, so leftovers are easy to attribute."""
+    return create_topic(bootstrap, unique_topic(request.node.name), partitions=1)
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Attach the broker log's tail to failures of tests that used the broker.
+
+    Many Kafka failures (a group that never stabilises, a produce that times out) are only
+    explained by the broker's side of the story, which would otherwise be lost with its temp dir.
+    """
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    running = item.config.stash.get(_BROKER, None)
+    if report.failed and running is not None and "broker" in getattr(item, "fixturenames", ()):
+        log = running.log_tail(100)
+        if log:
+            report.sections.append(("broker log", log))

@@ -1,0 +1,1 @@
+"""Test infrastructure: a private Kafka broker and instrumented application runners."""
