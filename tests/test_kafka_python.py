@@ -10,6 +10,7 @@ import kafka
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import MessageSizeTooLargeError
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
@@ -26,7 +27,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import SpanKind, StatusCode
-from support.broker import start_broker
+from support.broker import start_private_broker
 from support.otel import RecordingSdk
 
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
@@ -182,7 +183,7 @@ def test_invalid_calls_raise_exactly_as_without_instrumentation(
 def test_undeliverable_send_ends_with_error_and_the_future_fails_as_before(
     sdk: RecordingSdk, tmp_path: Any
 ) -> None:
-    private = start_broker(tmp_path / "broker.log")
+    private = start_private_broker(tmp_path / "broker.log")
     producer = KafkaProducer(
         bootstrap_servers=private.bootstrap_servers,
         request_timeout_ms=1000,
@@ -434,10 +435,16 @@ def test_close_from_another_thread_ends_the_span_without_detach_errors(
 ) -> None:
     producer.send(topic, b"v").get(timeout=10)
     consumer = _consumer(bootstrap, topic)
-    next(consumer)
-    closer = threading.Thread(target=consumer.close)
-    closer.start()
-    closer.join(10)
+    # The process span stays attached to this thread (only this thread may detach it); the
+    # test's own context is restored at the end so later tests start clean.
+    token = otel_context.attach(otel_context.Context())
+    try:
+        next(consumer)
+        closer = threading.Thread(target=consumer.close)
+        closer.start()
+        closer.join(10)
+    finally:
+        otel_context.detach(token)
     assert len(sdk.spans("process")) == 1
     assert "Failed to detach context" not in caplog.text
 

@@ -11,6 +11,7 @@ import http.client
 import socket
 
 import pytest
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -34,7 +35,14 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    set_span_in_context,
+)
 from opentelemetry.util.types import Attributes
 
 from kafka_autotrace.receiver import (
@@ -83,8 +91,11 @@ def test_real_span_export_is_decoded(otlp_receiver: OtlpReceiver, compression: C
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("receiver.test.scope")
 
-    with tracer.start_as_current_span("linked") as linked:
-        pass
+    # Explicit parents, never the ambient context: a span another test left current on this
+    # thread must not turn these roots into children.
+    root = Context()
+    linked = tracer.start_span("linked", context=root)
+    linked.end()
     parent_attributes: Attributes = {
         "messaging.system": "kafka",
         "messaging.batch.message_count": 3,
@@ -93,18 +104,19 @@ def test_real_span_export_is_decoded(otlp_receiver: OtlpReceiver, compression: C
         "tags": ("a", "b"),
         "raw": b"\x00\xff",
     }
-    with (
-        tracer.start_as_current_span(
-            "parent", kind=SpanKind.PRODUCER, attributes=parent_attributes
-        ) as parent,
-        tracer.start_as_current_span(
-            "child",
-            kind=SpanKind.CONSUMER,
-            links=[Link(linked.get_span_context(), {"messaging.operation": "receive"})],
-        ) as child,
-    ):
-        child.add_event("retry", {"attempt": 2})
-        child.set_status(Status(StatusCode.ERROR, "boom"))
+    parent = tracer.start_span(
+        "parent", context=root, kind=SpanKind.PRODUCER, attributes=parent_attributes
+    )
+    child = tracer.start_span(
+        "child",
+        context=set_span_in_context(parent, root),
+        kind=SpanKind.CONSUMER,
+        links=[Link(linked.get_span_context(), {"messaging.operation": "receive"})],
+    )
+    child.add_event("retry", {"attempt": 2})
+    child.set_status(Status(StatusCode.ERROR, "boom"))
+    child.end()
+    parent.end()
     provider.shutdown()
 
     spans = by_name(otlp_receiver.wait_for_spans(lambda s: len(s) == 3, timeout=10))
@@ -322,8 +334,7 @@ def test_wait_for_spans_timeout_lists_what_arrived(otlp_receiver: OtlpReceiver) 
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
     exporter = OTLPSpanExporter(endpoint=otlp_receiver.endpoint + TRACES_PATH)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("t").start_as_current_span("only-span"):
-        pass
+    provider.get_tracer("t").start_span("only-span", context=Context()).end()
     provider.shutdown()
 
     assert len(otlp_receiver.wait_for_spans(lambda spans: len(spans) == 1, timeout=5)) == 1

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any, Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
+from kafka_autotrace.batch import TracedRecords
 from kafka_autotrace.calls import CallShape
 from kafka_autotrace.instrumentor import KafkaClientInstrumentor
 from kafka_autotrace.model import ClientInfo, parse_bootstrap
@@ -177,41 +177,6 @@ def _next_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
     return next_
 
 
-class TracedRecords(list):  # type: ignore[type-arg]
-    """The record list of one partition from ``poll()``: a real list, equal to the original,
-    that starts each record's process span as the application iterates over it."""
-
-    __slots__ = ("_consumer", "_incoming", "_telemetry")
-
-    def __init__(
-        self, records: list[Any], incoming: list[Any], telemetry: KafkaTelemetry, consumer: Any
-    ) -> None:
-        super().__init__(records)
-        self._incoming = incoming
-        self._telemetry = telemetry
-        self._consumer = consumer
-
-    def __iter__(self) -> Iterator[Any]:
-        client = client_info(self._consumer)
-        scopes = _scopes(self._consumer)
-        for index, record in enumerate(list.__iter__(self)):
-            scopes.finish()
-            try:
-                incoming = self._incoming[index] if index < len(self._incoming) else None
-                scope = self._telemetry.start_process(
-                    record, ACCESSOR, client, incoming=incoming, counted=True
-                )
-                if scope is not None:
-                    scopes.enter(scope)
-            except Exception:
-                _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
-            yield record
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        """Pickle and copy as the plain list it stands for."""
-        return list, (list(list.__iter__(self)),)
-
-
 def _poll_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
     def poll(
         wrapped: Callable[..., Any], consumer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -237,16 +202,21 @@ def _trace_batches(
 ) -> None:
     """Emit the poll span and, in place, make each partition's list start process spans."""
     records = [record for partition_records in batches.values() for record in partition_records]
-    incoming = telemetry.record_poll(
-        records, ACCESSOR, client_info(consumer), started_ns, started
-    )
+    client = client_info(consumer)
+    incoming = telemetry.record_poll(records, ACCESSOR, client, started_ns, started)
     if not telemetry.settings.batch_process_spans:
         return
+    scopes = _scopes(consumer)
     offset = 0
     for partition, partition_records in batches.items():
         count = len(partition_records)
         batches[partition] = TracedRecords(
-            partition_records, incoming[offset : offset + count], telemetry, consumer
+            partition_records,
+            incoming[offset : offset + count],
+            telemetry,
+            ACCESSOR,
+            client,
+            scopes,
         )
         offset += count
 

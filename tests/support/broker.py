@@ -78,7 +78,12 @@ def start_broker(log_path: Path, ready_timeout: float = 20.0) -> Broker:
         broker = Broker(bootstrap_servers=external)
         _wait_until_ready(broker, ready_timeout)
         return broker
+    return start_private_broker(log_path, ready_timeout)
 
+
+def start_private_broker(log_path: Path, ready_timeout: float = 20.0) -> Broker:
+    """Start a noida-db broker owned by the caller, even when an external cluster is set:
+    for tests that must stop the broker under a client's feet."""
     binary = importlib.resources.files("noida_db") / "noida-db"
     port = _free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="kafka-autotrace-broker-"))

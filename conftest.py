@@ -1,4 +1,5 @@
-"""Shared fixtures: one real broker per session, a fresh topic and OTLP receiver per test.
+"""Fixtures shared by tests/ and e2e/: one real broker per session, a fresh topic and OTLP
+receiver per test.
 
 The broker is session-scoped because starting it costs about a second while topics cost
 milliseconds; isolation between tests comes from unique topic (and group) names instead.
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 
-# ``support`` is a helper package next to this file, not an installed one; putting this directory
-# on sys.path works the same under every pytest import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# ``support`` is a helper package under tests/, not an installed one; putting that directory on
+# sys.path works the same under every pytest import mode, for tests/ and e2e/ alike.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 from support.broker import Broker, create_topic, start_broker, unique_topic
 
@@ -57,9 +58,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, Any, None]:
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
     """Attach the broker log's tail to failures of tests that used the broker.
 
     Many Kafka failures (a group that never stabilises, a produce that times out) are only

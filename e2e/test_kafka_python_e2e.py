@@ -1,0 +1,140 @@
+"""Unmodified kafka-python apps under ``opentelemetry-instrument``, exporting real OTLP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.apps import run_app
+from support.broker import create_topic, unique_topic
+from support.traces import assert_process_spans_are_children_of_sends, count_named, named
+
+from kafka_autotrace.receiver import OtlpReceiver
+
+APPS = Path(__file__).parent / "apps"
+COUNT = 5
+
+
+def _produce(receiver: OtlpReceiver, bootstrap: str, topic: str, **env: str) -> None:
+    result = run_app(
+        APPS / "kafka_python_producer.py",
+        bootstrap,
+        topic,
+        str(COUNT),
+        service="orders-api",
+        endpoint=receiver.endpoint,
+        env=env,
+    )
+    assert f"sent {COUNT}" in result.stdout
+
+
+def _consume(receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str) -> None:
+    result = run_app(
+        APPS / "kafka_python_consumer.py",
+        bootstrap,
+        topic,
+        str(COUNT),
+        mode,
+        unique_topic("group"),
+        service="orders-consumer",
+        endpoint=receiver.endpoint,
+    )
+    assert f"consumed {COUNT}" in result.stdout
+
+
+@pytest.mark.parametrize("mode", ["iterate", "poll"])
+def test_producer_and_consumer_apps_make_one_trace_per_message(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str
+) -> None:
+    _produce(otlp_receiver, bootstrap, topic)
+    _consume(otlp_receiver, bootstrap, topic, mode)
+
+    spans = otlp_receiver.wait_for_spans(count_named(f"process {topic}", COUNT), timeout=20)
+    sends = named(spans, f"send {topic}")
+    processes = named(spans, f"process {topic}")
+    assert len(sends) == COUNT and len(processes) == COUNT
+    assert {span.service_name for span in sends} == {"orders-api"}
+    assert {span.service_name for span in processes} == {"orders-consumer"}
+    assert_process_spans_are_children_of_sends(sends, processes)
+    assert len({span.trace_id for span in sends}) == COUNT, "one trace per message"
+    if mode == "poll":
+        polls = named(spans, f"poll {topic}")
+        assert polls and {span.kind for span in polls} == {"CLIENT"}
+        linked = {link.span_id for span in polls for link in span.links}
+        assert linked == {span.span_id for span in sends}
+
+
+def test_three_hop_pipeline_is_one_trace(otlp_receiver: OtlpReceiver, bootstrap: str) -> None:
+    orders = create_topic(bootstrap, unique_topic("orders"))
+    shipments = create_topic(bootstrap, unique_topic("shipments"))
+    _produce(otlp_receiver, bootstrap, orders)
+    stage = run_app(
+        APPS / "kafka_python_stage.py",
+        bootstrap,
+        orders,
+        shipments,
+        str(COUNT),
+        unique_topic("stage"),
+        service="shipping",
+        endpoint=otlp_receiver.endpoint,
+    )
+    assert f"forwarded {COUNT}" in stage.stdout
+    _consume(otlp_receiver, bootstrap, shipments, "iterate")
+
+    spans = otlp_receiver.wait_for_spans(count_named(f"process {shipments}", COUNT), timeout=20)
+    order_sends = named(spans, f"send {orders}")
+    order_processes = named(spans, f"process {orders}")
+    shipment_sends = named(spans, f"send {shipments}")
+    shipment_processes = named(spans, f"process {shipments}")
+    assert_process_spans_are_children_of_sends(order_sends, order_processes)
+    assert_process_spans_are_children_of_sends(shipment_sends, shipment_processes)
+    by_id = {span.span_id: span for span in order_processes}
+    for shipment in shipment_sends:
+        parent = by_id.get(shipment.parent_span_id)
+        assert parent is not None, "the stage's send must be a child of the record it handles"
+        assert shipment.trace_id == parent.trace_id
+    traces = {span.trace_id for span in order_sends}
+    assert {span.trace_id for span in shipment_processes} == traces
+    assert len(traces) == COUNT
+
+
+def test_metrics_reach_the_otlp_receiver(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+) -> None:
+    _produce(otlp_receiver, bootstrap, topic)
+    _consume(otlp_receiver, bootstrap, topic, "poll")
+    points = [
+        point
+        for point in otlp_receiver.metric_points()
+        if point.attributes.get("messaging.destination.name") == topic
+    ]
+    kafka_points = {
+        (point.service_name, point.name)
+        for point in points
+        if point.attributes.get("messaging.system") == "kafka"
+    }
+    assert {
+        ("orders-api", "messaging.client.sent.messages"),
+        ("orders-api", "messaging.client.operation.duration"),
+        ("orders-consumer", "messaging.client.consumed.messages"),
+        ("orders-consumer", "messaging.client.operation.duration"),
+        ("orders-consumer", "messaging.process.duration"),
+        ("orders-consumer", "kafka_autotrace.record.age"),
+    } <= kafka_points
+    sent = [p for p in points if p.name == "messaging.client.sent.messages"]
+    assert max(point.value or 0 for point in sent) == COUNT
+
+
+def test_kafka_python_can_be_disabled_alone(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+) -> None:
+    _produce(
+        otlp_receiver,
+        bootstrap,
+        topic,
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="kafka_autotrace_kafka_python",
+    )
+    _consume(otlp_receiver, bootstrap, topic, "iterate")
+    spans = otlp_receiver.wait_for_spans(count_named(f"process {topic}", COUNT), timeout=20)
+    assert named(spans, f"send {topic}") == []
+    assert all(span.parent_span_id == "" for span in named(spans, f"process {topic}"))

@@ -1,0 +1,49 @@
+"""Assertions over spans an OTLP receiver collected from instrumented apps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_OFFSET,
+)
+
+from kafka_autotrace.receiver import ReceivedSpan
+
+RecordId = tuple[str, str, int]
+
+
+def record_id(span: ReceivedSpan) -> RecordId:
+    """(topic, partition, offset): what ties a send span to the process spans of its message."""
+    attributes = span.attributes
+    return (
+        attributes[MESSAGING_DESTINATION_NAME],
+        attributes[MESSAGING_DESTINATION_PARTITION_ID],
+        attributes[MESSAGING_KAFKA_OFFSET],
+    )
+
+
+def named(spans: Iterable[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def count_named(name: str, count: int) -> object:
+    """A ``wait_for_spans`` predicate: at least ``count`` spans called ``name`` arrived."""
+    return lambda spans: len(named(spans, name)) >= count
+
+
+def assert_process_spans_are_children_of_sends(
+    sends: list[ReceivedSpan], processes: list[ReceivedSpan]
+) -> None:
+    """Every process span has its message's send span as parent, in the same trace."""
+    by_record = {record_id(span): span for span in sends}
+    assert len(by_record) == len(sends), "two send spans claim the same record"
+    assert processes, "no process spans"
+    for process in processes:
+        send = by_record.get(record_id(process))
+        assert send is not None, f"no send span for {record_id(process)}"
+        assert process.kind == "CONSUMER" and send.kind == "PRODUCER"
+        assert process.trace_id == send.trace_id, f"{record_id(process)} left the trace"
+        assert process.parent_span_id == send.span_id, f"{record_id(process)}: wrong parent"
