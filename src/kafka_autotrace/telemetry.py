@@ -164,17 +164,28 @@ class PendingSend:
         try:
             if self.span.is_recording():
                 self.span.set_attribute(ERROR_TYPE, error_type)
+                self.span.set_status(Status(StatusCode.ERROR, description))
                 if exception is not None:
                     self.span.record_exception(exception)
-                self.span.set_status(Status(StatusCode.ERROR, description))
+        except Exception:
+            _logger.debug("recording a send failure failed", exc_info=True)
+        try:
             self.span.end()
             self._telemetry._sent(self._metric_attributes, self._started, error_type)
         except Exception:
             _logger.debug("ending a failed send span failed", exc_info=True)
 
     def fail_with(self, exception: BaseException) -> None:
-        """End the span for an exception raised by the client call itself."""
-        self.fail(type(exception).__qualname__, exception, str(exception))
+        """End the span for an exception raised by the client call itself.
+
+        Runs on the path that re-raises the application's exception, so even an exception
+        whose ``__str__`` raises must not replace it.
+        """
+        try:
+            description = str(exception)
+        except Exception:
+            description = ""
+        self.fail(type(exception).__qualname__, exception, description)
 
 
 class KafkaTelemetry:

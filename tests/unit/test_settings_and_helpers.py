@@ -110,3 +110,23 @@ def test_call_shape_reads_and_replaces_positional_and_keyword_arguments() -> Non
 )
 def test_key_attribute(key: object, expected: str | None) -> None:
     assert key_attribute(key) == expected
+
+
+def test_a_failing_exception_str_never_escapes_from_ending_a_send_span() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from kafka_autotrace.model import ClientInfo
+    from kafka_autotrace.telemetry import KafkaTelemetry
+
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text for you")
+
+    telemetry = KafkaTelemetry(
+        TracerProvider().get_tracer("t"), MeterProvider().get_meter("m"), Settings()
+    )
+    pending = telemetry.start_send(ClientInfo(), "orders", None, b"v", None, None)
+    assert pending is not None
+    pending.fail_with(Hostile())
+    assert not pending.span.is_recording()

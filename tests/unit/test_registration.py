@@ -1,0 +1,81 @@
+"""How opentelemetry-instrument finds and vets our instrumentors."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import distribution, entry_points
+
+import pytest
+from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+
+from kafka_autotrace.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+from kafka_autotrace.telemetry import KafkaTelemetry
+
+
+def _instrumentor_entry_points() -> dict[str, object]:
+    return {
+        entry_point.name: entry_point
+        for entry_point in entry_points(group="opentelemetry_instrumentor")
+        if entry_point.value.startswith("kafka_autotrace.")
+    }
+
+
+def test_kafka_python_entry_point_loads_its_instrumentor() -> None:
+    entry_point = _instrumentor_entry_points()["kafka_autotrace_kafka_python"]
+    assert entry_point.load() is KafkaPythonInstrumentor  # type: ignore[attr-defined]
+
+
+def test_distribution_level_dependency_check_never_skips_us() -> None:
+    """opentelemetry-instrument vets a distribution's ``instruments`` extra as a whole: had we
+    listed both clients there, a service with only one of them would get no tracing at all."""
+    assert get_dist_dependency_conflicts(distribution("kafka-autotrace")) is None
+
+
+class _Recorder(KafkaClientInstrumentor):
+    patched: list[KafkaTelemetry]
+
+    def _patch(self, telemetry: KafkaTelemetry) -> None:
+        self.patched.append(telemetry)
+
+    def _unpatch(self) -> None:
+        self.patched.clear()
+
+
+class _MissingClient(_Recorder):
+    requirement = "kafka-autotrace-no-such-client >= 1"
+    patched: list[KafkaTelemetry] = []  # noqa: RUF012 - per-class record of _patch calls
+
+
+class _TooOldClient(_Recorder):
+    requirement = "pytest >= 999"
+    patched: list[KafkaTelemetry] = []  # noqa: RUF012 - per-class record of _patch calls
+
+
+# opentelemetry-instrument vets the distribution itself and then instruments with
+# skip_dep_check=True, so the per-client check below is the one that guards auto-instrumentation.
+
+
+def test_a_missing_client_is_skipped_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    instrumentor = _MissingClient()
+    with caplog.at_level(logging.DEBUG, logger="kafka_autotrace"):
+        instrumentor.instrument(skip_dep_check=True)
+    try:
+        assert _MissingClient.patched == []
+        assert "is not installed" in caplog.text
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        instrumentor.uninstrument()
+
+
+def test_an_unsupported_client_version_is_skipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    instrumentor = _TooOldClient()
+    with caplog.at_level(logging.WARNING, logger="kafka_autotrace"):
+        instrumentor.instrument(skip_dep_check=True)
+    try:
+        assert _TooOldClient.patched == []
+        assert "is not supported" in caplog.text and "pytest >= 999" in caplog.text
+    finally:
+        instrumentor.uninstrument()
