@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # kafka-python releases the instrumentation is tested against besides the newest.
 KAFKA_PYTHON_MATRIX ?= 2.0.2 2.3.3
 
-.PHONY: install test test-unit test-kafka-python-matrix lint clean
+.PHONY: install demo test test-unit test-kafka-python-matrix lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,18 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 
+## demo: an embedded broker, a three-stage pipeline run unmodified under opentelemetry-instrument,
+## and a waterfall of the traces it made; stops everything it started.
+demo: install
+	$(BIN)/python demo/run.py
+
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end), then the
-## kafka-python tests again on the other supported kafka-python releases.
+## kafka-python tests again on the other supported kafka-python releases, then coexistence with
+## the upstream contrib Kafka instrumentations.
 test: install
 	$(BIN)/python -m pytest
 	$(MAKE) test-kafka-python-matrix
+	$(MAKE) test-coexistence
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
@@ -32,10 +39,38 @@ test-kafka-python-matrix: install
 		$$env/bin/python -m pytest tests/test_kafka_python.py e2e/test_kafka_python_e2e.py || exit 1; \
 	done
 
+## bench: throughput and per-message cost, uninstrumented vs upstream contrib vs kafka-autotrace,
+## on an in-memory broker (about 10 minutes; BENCH_ARGS=--quick for a short run). Prints a table
+## and writes bench/results/latest.json; the extra virtualenvs it needs go under .venvs/.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## test-coexistence: the upstream contrib Kafka instrumentations installed and enabled beside
+## kafka-autotrace. They pin their own opentelemetry-instrumentation, hence a virtualenv of theirs.
+UPSTREAM_CONTRIB ?= 0.66b1
+.PHONY: test-coexistence
+test-coexistence: install
+	@env=$(VENV)-upstream-contrib; \
+	[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
+	$$env/bin/python -m pip install --quiet -e '.[test]' \
+		"opentelemetry-instrumentation-kafka-python==$(UPSTREAM_CONTRIB)" \
+		"opentelemetry-instrumentation-confluent-kafka==$(UPSTREAM_CONTRIB)" || exit 1; \
+	$$env/bin/python -m pytest tests/test_reliability_coexistence.py \
+		e2e/test_reliability_coexistence_e2e.py
+
+## soak: memory over 500,000 messages per client, then app throughput and exit time with the
+## OTLP collector down or hung (about 20 minutes). Prints the figures the README quotes.
+.PHONY: soak
+soak: install
+	$(BIN)/python soak/run.py $(SOAK_ARGS)
+	$(BIN)/python soak/otlp_outage.py $(OUTAGE_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(VENV)-kafka-python-* build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-kafka-python-* $(VENV)-upstream-contrib build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

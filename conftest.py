@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 from support.broker import Broker, create_topic, start_broker, unique_topic
+from support.exports import Services
 
 from kafka_autotrace.receiver import OtlpReceiver
 
@@ -55,6 +56,14 @@ def topic(bootstrap: str, request: pytest.FixtureRequest) -> str:
 def otlp_receiver() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture
+def services(otlp_receiver: OtlpReceiver) -> Iterator[Services]:
+    """Hand-timed spans of named services, exported over OTLP/HTTP to ``otlp_receiver``."""
+    exporting = Services(otlp_receiver.endpoint)
+    yield exporting
+    exporting.shutdown()
 
 
 @pytest.hookimpl(hookwrapper=True)

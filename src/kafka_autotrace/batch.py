@@ -4,6 +4,9 @@ A batch call hands the application a list, and the application handles one recor
 iteration. :class:`TracedRecords` is that list, unchanged for every other use, whose iterator
 starts each record's process span as the loop reaches it, so that what the application does
 for a record (producing the next message, calling a service) joins that record's trace.
+
+A record gets one process span however often the list is iterated: the first loop to reach it
+starts it. A second span would read, in a trace, as the message being delivered twice.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class TracedRecords(list):  # type: ignore[type-arg]
     records with other entries (confluent error events) override :meth:`_traced`.
     """
 
-    __slots__ = ("_accessor", "_client", "_incoming", "_scopes", "_telemetry")
+    __slots__ = ("_accessor", "_client", "_incoming", "_reached", "_scopes", "_telemetry")
 
     def __init__(
         self,
@@ -47,26 +50,32 @@ class TracedRecords(list):  # type: ignore[type-arg]
         self._accessor = accessor
         self._client = client
         self._scopes = scopes
+        self._reached = 0
+        """How many records, from the start, some iteration has already traced."""
 
     def _traced(self, record: Any) -> bool:
         """Whether ``record`` is a record to start a process span for."""
         return True
 
     def __iter__(self) -> Iterator[Any]:
-        scopes = self._scopes
         for index, record in enumerate(list.__iter__(self)):
-            scopes.finish()
-            try:
-                if self._traced(record):
-                    incoming = self._incoming[index] if index < len(self._incoming) else None
-                    scope = self._telemetry.start_process(
-                        record, self._accessor, self._client, incoming=incoming, counted=True
-                    )
-                    if scope is not None:
-                        scopes.enter(scope)
-            except Exception:
-                _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
+            self._scopes.finish()
+            if index >= self._reached:
+                self._reached = index + 1
+                self._start(index, record)
             yield record
+
+    def _start(self, index: int, record: Any) -> None:
+        try:
+            if self._traced(record):
+                incoming = self._incoming[index] if index < len(self._incoming) else None
+                scope = self._telemetry.start_process(
+                    record, self._accessor, self._client, incoming=incoming, counted=True
+                )
+                if scope is not None:
+                    self._scopes.enter(scope)
+        except Exception:
+            _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """Pickle and copy as the plain list it stands for."""

@@ -1,4 +1,5 @@
-"""Reading and replacing one argument of a wrapped call, whether passed by position or name.
+"""Reading and replacing one argument of a wrapped call, whether passed by position or name,
+and making the call so that its outcome is the application's.
 
 Wrappers must inject headers without changing how the call is made: a positional argument
 stays positional, a keyword stays a keyword, an absent one becomes a keyword. Binding through
@@ -7,17 +8,28 @@ stays positional, a keyword stays a keyword, an absent one becomes a keyword. Bi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
+
+Arguments = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 class CallShape:
-    """The parameter names of a wrapped method, in order (``self`` excluded)."""
+    """The parameter names of a wrapped method, in order (``self`` excluded), then the names
+    it accepts by keyword only."""
 
     __slots__ = ("_positions",)
 
-    def __init__(self, *names: str) -> None:
+    def __init__(self, *names: str, keyword_only: Iterable[str] = ()) -> None:
         self._positions = {name: index for index, name in enumerate(names)}
+        # A position no call reaches, so these are only ever read from or added as keywords.
+        self._positions.update(dict.fromkeys(keyword_only, sys.maxsize))
+
+    def given(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> bool:
+        """Whether the caller passed ``name`` at all, even as None: some C functions tell
+        an explicit None from an absent argument."""
+        return self._positions[name] < len(args) or name in kwargs
 
     def get(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> Any:
         """The argument's value, or None when the caller left it out."""
@@ -34,3 +46,29 @@ class CallShape:
         if position < len(args):
             return (*args[:position], value, *args[position + 1 :]), kwargs
         return args, {**kwargs, name: value}
+
+
+def call_as_made(
+    call: Callable[..., Any],
+    made: Arguments,
+    traced: Arguments,
+    rejected: Callable[[Exception], bool],
+) -> tuple[Any, bool]:
+    """``call`` with the ``traced`` arguments (the application's plus ours); and whether it
+    was made with the application's own arguments instead.
+
+    Our additions can change how a client rejects a call it would reject anyway (a TypeError
+    naming another argument count), or make it reject a call it would accept (headers that
+    push a record over the size limit). When the client raises an error that ``rejected``
+    recognises as raised while checking the arguments, before anything was queued, the call
+    is made again exactly as the application made it, so that it succeeds or fails exactly as
+    without us. Its exception, if any, is raised without ours chained to it.
+    """
+    if traced[0] is made[0] and traced[1] is made[1]:
+        return call(*made[0], **made[1]), True
+    try:
+        return call(*traced[0], **traced[1]), False
+    except Exception as error:
+        if not rejected(error):
+            raise
+    return call(*made[0], **made[1]), True

@@ -1,20 +1,36 @@
-"""What every kafka-autotrace instrumentor shares: dependency check, telemetry set-up, undo.
+"""What every kafka-autotrace instrumentor shares: dependency check, telemetry set-up, undo,
+and taking over from the upstream instrumentor of the same client.
 
 ``opentelemetry-instrument`` checks the ``instruments`` extra of a distribution as a whole, so a
 package that declared both Kafka clients there would be skipped whenever only one is installed.
 Each instrumentor therefore checks its own client's version when it instruments, and says
 clearly (once, in the log) when and why it stands aside.
+
+The OpenTelemetry contrib instrumentor of the same client (``opentelemetry-bootstrap -a
+install`` installs it beside any Kafka client) would trace every message a second time and write
+its own trace headers over ours. Unless it is disabled in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``,
+``instrument()`` takes over from it, whichever of the two ``opentelemetry-instrument`` loads
+first: one that already instruments is uninstrumented, and its ``instrument()`` and
+``uninstrument()`` do nothing until ours is uninstrumented (it is not re-instrumented then).
+One warning says so and how to choose the other one instead.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
+import importlib.util
 import logging
+import os
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+from opentelemetry.instrumentation.environment_variables import (
+    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS,
+)
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -24,6 +40,28 @@ from kafka_autotrace.telemetry import KafkaTelemetry
 from kafka_autotrace.version import __version__
 
 _logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The contrib instrumentor of the same client, e.g. ``opentelemetry.instrumentation.kafka``
+    ``KafkaInstrumentor``, registered as entry point ``kafka`` by
+    ``opentelemetry-instrumentation-kafka-python``."""
+
+    module: str
+    class_name: str
+    entry_point: str
+    distribution: str
+
+
+def _stand_aside(**kwargs: Any) -> None:
+    """The upstream instrumentor's ``_instrument`` and ``_uninstrument`` while we trace."""
+
+
+def _disabled_instrumentations() -> set[str]:
+    """The entry point names ``opentelemetry-instrument`` skips, parsed as it parses them."""
+    raw = os.environ.get(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
 
 
 class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
@@ -36,6 +74,12 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
 
     requirement: str
     """The supported range of the client distribution, e.g. ``"kafka-python >= 2.0.2, < 4"``."""
+    entry_point: str
+    """Our ``opentelemetry_instrumentor`` entry point name for this client."""
+    upstream: Upstream
+    """The contrib instrumentor we take over from."""
+    _upstream_instance: Any = None
+    """The upstream instrumentor we stood aside while we trace, to restore on uninstrument."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return (self.requirement,)
@@ -66,10 +110,52 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
             produce_hook=kwargs.get("produce_hook"),
             consume_hook=kwargs.get("consume_hook"),
         )
+        try:
+            self._take_over_from_upstream()
+        except Exception:
+            _logger.warning(
+                "kafka-autotrace: could not take over from %s; messages may be traced twice",
+                self.upstream.distribution,
+                exc_info=True,
+            )
         self._patch(telemetry)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._unpatch()
+        upstream, self._upstream_instance = self._upstream_instance, None
+        if upstream is not None:
+            for name in ("_instrument", "_uninstrument"):
+                upstream.__dict__.pop(name, None)
+            upstream._is_instrumented_by_opentelemetry = False
+
+    def _take_over_from_upstream(self) -> None:
+        """Stand the upstream instrumentor aside, unless it is not installed or is disabled."""
+        upstream = self.upstream
+        if upstream.entry_point in _disabled_instrumentations() or (
+            importlib.util.find_spec(upstream.module) is None
+        ):
+            return
+        # BaseInstrumentor is a per-class singleton: this is the instance opentelemetry-instrument
+        # has instrumented, or will.
+        instance = getattr(importlib.import_module(upstream.module), upstream.class_name)()
+        was_tracing = instance.is_instrumented_by_opentelemetry
+        if was_tracing:
+            instance.uninstrument()
+        instance._instrument = instance._uninstrument = _stand_aside
+        self._upstream_instance = instance
+        client = self.requirement.split()[0]
+        _logger.warning(
+            "kafka-autotrace: %s is installed too and %s; kafka-autotrace alone traces %s, so "
+            "that no message is traced twice. To use %s instead, set "
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=%s; to keep this choice without this "
+            "message, set it to %s",
+            upstream.distribution,
+            "was tracing: it has been switched off" if was_tracing else "will not trace",
+            client,
+            upstream.distribution,
+            self.entry_point,
+            upstream.entry_point,
+        )
 
     @abc.abstractmethod
     def _patch(self, telemetry: KafkaTelemetry) -> None:

@@ -4,7 +4,10 @@ Patched at class level, so producers and consumers created before instrumentatio
 too:
 
 - ``KafkaProducer.send``: a ``send`` span, ended by the returned future's callbacks when the
-  broker acknowledges (partition, offset) or fails the message.
+  broker acknowledges (partition, offset) or fails the message. Should kafka-python reject the
+  call with our headers in it where it might accept (or reject differently) the application's
+  own (a TypeError; a record our headers push over ``max_request_size``), the call is made
+  again exactly as the application made it, so the outcome is always the application's.
 - ``KafkaConsumer.__next__``: a ``process`` span per record, current until the next call.
 - ``KafkaConsumer.poll``: a ``poll`` span per non-empty batch; the returned lists then start a
   ``process`` span per record as the application iterates them.
@@ -24,8 +27,8 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from wrapt import wrap_function_wrapper
 
 from kafka_autotrace.batch import TracedRecords
-from kafka_autotrace.calls import CallShape
-from kafka_autotrace.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.calls import CallShape, call_as_made
+from kafka_autotrace.instrumentor import KafkaClientInstrumentor, Upstream
 from kafka_autotrace.model import ClientInfo, parse_bootstrap
 from kafka_autotrace.scope import ConsumerScopes, is_suppressed, suppressed
 from kafka_autotrace.telemetry import KafkaTelemetry, PendingSend
@@ -33,6 +36,8 @@ from kafka_autotrace.telemetry import KafkaTelemetry, PendingSend
 _logger = logging.getLogger(__name__)
 
 _SEND = CallShape("topic", "value", "key", "headers", "partition", "timestamp_ms")
+_TRACED_ARGUMENTS = ("topic", "value", "key", "headers", "partition")
+_ABSENT = (None,) * len(_TRACED_ARGUMENTS)
 _CLIENT_ATTR = "_kafka_autotrace_client"
 _SCOPES_ATTR = "_kafka_autotrace_scopes"
 _HEADERS_MIN_API = (0, 11)
@@ -103,12 +108,44 @@ def _can_inject(producer: Any, headers: object) -> bool:
     return api_version is None or tuple(api_version) >= _HEADERS_MIN_API
 
 
+def _send_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """``_TRACED_ARGUMENTS`` of a send() call. Runs per message, so the usual all-positional
+    call is read in one slice."""
+    if not kwargs:
+        return (args + _ABSENT)[: len(_TRACED_ARGUMENTS)]
+    return tuple(_SEND.get(args, kwargs, name) for name in _TRACED_ARGUMENTS)
+
+
 def _on_ack(pending: PendingSend, metadata: Any) -> None:
     pending.succeed(getattr(metadata, "partition", None), getattr(metadata, "offset", None))
 
 
 def _on_error(pending: PendingSend, exception: BaseException) -> None:
     pending.fail_with(exception)
+
+
+def _rejected(error: object) -> bool:
+    """An error kafka-python raises while checking a send's arguments, before queueing."""
+    from kafka.errors import MessageSizeTooLargeError
+
+    return isinstance(error, (TypeError, MessageSizeTooLargeError))
+
+
+def _send_traced(
+    wrapped: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    traced_args: tuple[Any, ...],
+    traced_kwargs: dict[str, Any],
+) -> Any:
+    """``send`` with our headers, or as the application made it when they alone would make
+    kafka-python reject it (see :func:`~kafka_autotrace.calls.call_as_made`). kafka-python
+    2.0.x reports a record over ``max_request_size`` with an already-failed future instead of
+    raising."""
+    future, as_made = call_as_made(wrapped, (args, kwargs), (traced_args, traced_kwargs), _rejected)
+    if not as_made and getattr(future, "is_done", False) and _rejected(future.exception):
+        return wrapped(*args, **kwargs)
+    return future
 
 
 def _send_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
@@ -120,14 +157,9 @@ def _send_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
         pending = None
         call_args, call_kwargs = args, kwargs
         try:
-            headers = _SEND.get(args, kwargs, "headers")
+            topic, value, key, headers, partition = _send_arguments(args, kwargs)
             pending = telemetry.start_send(
-                client_info(producer),
-                _SEND.get(args, kwargs, "topic"),
-                _SEND.get(args, kwargs, "key"),
-                _SEND.get(args, kwargs, "value"),
-                _SEND.get(args, kwargs, "partition"),
-                headers,
+                client_info(producer), topic, key, value, partition, headers
             )
             if pending is not None and _can_inject(producer, headers):
                 traced = telemetry.headers_for(pending, headers)
@@ -137,7 +169,7 @@ def _send_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
         if pending is None:
             return wrapped(*call_args, **call_kwargs)
         try:
-            future = wrapped(*call_args, **call_kwargs)
+            future = _send_traced(wrapped, args, kwargs, call_args, call_kwargs)
         except BaseException as exception:
             pending.fail_with(exception)
             raise
@@ -233,6 +265,13 @@ class KafkaPythonInstrumentor(KafkaClientInstrumentor):
     ``kafka_autotrace_kafka_python``)."""
 
     requirement = "kafka-python >= 2.0.2, < 4"
+    entry_point = "kafka_autotrace_kafka_python"
+    upstream = Upstream(
+        "opentelemetry.instrumentation.kafka",
+        "KafkaInstrumentor",
+        "kafka",
+        "opentelemetry-instrumentation-kafka-python",
+    )
 
     def _patch(self, telemetry: KafkaTelemetry) -> None:
         import kafka

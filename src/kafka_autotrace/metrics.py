@@ -1,16 +1,29 @@
-"""The messaging metrics: semantic-convention names and units, recommended buckets as advice."""
+"""The messaging metrics: semantic-convention names and units, recommended buckets as advice.
+
+The two message counters are observable: counted here, reported when the SDK collects. A
+synchronous ``Counter.add`` costs as much as a histogram measurement in the SDK (it cleans and
+hashes the attributes on every call), which per message was the largest single cost after the
+span itself; the exported data (a monotonic sum per attribute set) is the same.
+"""
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
     MESSAGING_CLIENT_CONSUMED_MESSAGES,
     MESSAGING_CLIENT_OPERATION_DURATION,
     MESSAGING_CLIENT_SENT_MESSAGES,
     MESSAGING_PROCESS_DURATION,
 )
+from opentelemetry.util.types import AttributeValue
+
+from kafka_autotrace.settings import MEMO_LIMIT
 
 # The bucket boundaries the messaging semantic conventions recommend for duration histograms.
 DURATION_BUCKETS_S = (
@@ -28,16 +41,108 @@ RECORD_AGE = "kafka_autotrace.record.age"
 its processing. It is the time-in-queue figure that end-to-end latency hides."""
 
 
+class MessageCount:
+    """A monotonic count per attribute set, reported by an observable counter.
+
+    Callers pass the same few attribute dicts over and over (the core caches them per topic),
+    so each dict is mapped to its count once, by identity; equal dicts share one count.
+    """
+
+    __slots__ = ("_by_content", "_by_identity", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # [attributes, count] per attribute set, and per dict identity (the dict itself is
+        # kept with it, so its id cannot be reused while the entry exists).
+        self._by_content: dict[frozenset[tuple[str, AttributeValue]], list[Any]] = {}
+        self._by_identity: dict[int, tuple[Mapping[str, AttributeValue], list[Any]]] = {}
+
+    def add(self, amount: int, attributes: Mapping[str, AttributeValue]) -> None:
+        """Count ``amount`` messages; ``attributes`` must not change afterwards."""
+        known = self._by_identity.get(id(attributes))
+        with self._lock:
+            if known is None or known[0] is not attributes:
+                known = self._remember(attributes)
+            known[1][1] += amount
+
+    def _remember(
+        self, attributes: Mapping[str, AttributeValue]
+    ) -> tuple[Mapping[str, AttributeValue], list[Any]]:
+        """Called with the lock held."""
+        key = frozenset(attributes.items())
+        cell = self._by_content.get(key)
+        if cell is None:
+            cell = self._by_content[key] = [attributes, 0]
+        if len(self._by_identity) >= MEMO_LIMIT:
+            self._by_identity.clear()  # dicts made per call (error types): counts stay
+        known = self._by_identity[id(attributes)] = (attributes, cell)
+        return known
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            entries = [(attributes, count) for attributes, count in self._by_content.values()]
+        return [Observation(count, attributes) for attributes, count in entries]
+
+
+class _ApiMeters:
+    """The sharing key of every meter of the API itself (proxies and no-op meters)."""
+
+
+_API_METERS = _ApiMeters()
+_SHARED: weakref.WeakKeyDictionary[object, MessagingInstruments] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def _sharing_key(meter: Meter) -> object:
+    """Instrumentors whose meters resolve to the same SDK meter must share instruments.
+
+    Asking a meter for an observable counter it already has returns the first one, with the
+    first callbacks only, so a second set of counts would never be reported. The SDK returns
+    one meter per scope, so its meters are their own key. Before an SDK is installed, each
+    instrumentor gets its own API proxy meter, all of which later resolve to the same SDK
+    meter: they share one key.
+    """
+    if type(meter).__module__.startswith("opentelemetry.metrics"):
+        return _API_METERS
+    return meter
+
+
 @dataclass(frozen=True)
 class MessagingInstruments:
     operation_duration: Histogram
-    sent_messages: Counter
-    consumed_messages: Counter
+    sent_messages: MessageCount
+    consumed_messages: MessageCount
     process_duration: Histogram
     record_age: Histogram
 
     @classmethod
     def create(cls, meter: Meter) -> MessagingInstruments:
+        """The instruments of ``meter``, shared with every instrumentor that uses it."""
+        key = _sharing_key(meter)
+        with _SHARED_LOCK:
+            try:
+                instruments = _SHARED.get(key)
+            except TypeError:  # a meter that cannot be weakly referenced: not shared
+                return cls._create(meter)
+            if instruments is None:
+                instruments = _SHARED[key] = cls._create(meter)
+            return instruments
+
+    @classmethod
+    def _create(cls, meter: Meter) -> MessagingInstruments:
+        sent, consumed = MessageCount(), MessageCount()
+        meter.create_observable_counter(
+            MESSAGING_CLIENT_SENT_MESSAGES,
+            callbacks=[sent.observe],
+            unit="{message}",
+            description="Messages the producer attempted to send to the broker.",
+        )
+        meter.create_observable_counter(
+            MESSAGING_CLIENT_CONSUMED_MESSAGES,
+            callbacks=[consumed.observe],
+            unit="{message}",
+            description="Messages handed to the application by the consumer.",
+        )
         return cls(
             operation_duration=meter.create_histogram(
                 MESSAGING_CLIENT_OPERATION_DURATION,
@@ -45,16 +150,8 @@ class MessagingInstruments:
                 description="Duration of a send (until the broker acknowledged it) or a receive.",
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
             ),
-            sent_messages=meter.create_counter(
-                MESSAGING_CLIENT_SENT_MESSAGES,
-                unit="{message}",
-                description="Messages the producer attempted to send to the broker.",
-            ),
-            consumed_messages=meter.create_counter(
-                MESSAGING_CLIENT_CONSUMED_MESSAGES,
-                unit="{message}",
-                description="Messages handed to the application by the consumer.",
-            ),
+            sent_messages=sent,
+            consumed_messages=consumed,
             process_duration=meter.create_histogram(
                 MESSAGING_PROCESS_DURATION,
                 unit="s",

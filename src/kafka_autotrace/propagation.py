@@ -9,12 +9,24 @@ what they find in headers and never mutate the caller's container.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Optional
 
-from opentelemetry import propagate
+from opentelemetry import baggage, propagate
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
-from opentelemetry.propagators.textmap import Getter
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    TraceFlags,
+    set_span_in_context,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 HeaderValue = Optional[object]
 """A header value as found on a record: normally bytes, but str and None occur."""
@@ -75,12 +87,85 @@ def index_headers(headers: object) -> dict[str, HeaderValue]:
     return dict(header_items(headers))
 
 
+class _W3CPropagation:
+    """Whether the global propagator is one of the SDK's W3C defaults, which the hot paths
+    below handle without the generic text-map machinery.
+
+    The default (``OTEL_PROPAGATORS`` unset or ``tracecontext,baggage``) is a composite of
+    exactly a TraceContext and a W3C Baggage propagator; ``tracecontext`` alone is the other
+    common choice. Anything else, subclasses included, takes the generic path. The answer is
+    kept for the propagator object it was computed for, so replacing the global propagator is
+    noticed at the next message.
+    """
+
+    __slots__ = ("baggage", "propagator", "tracecontext")
+
+    def __init__(self, propagator: TextMapPropagator) -> None:
+        self.propagator = propagator
+        self.tracecontext: TraceContextTextMapPropagator | None = None
+        self.baggage = False
+        parts: object = [propagator]
+        if type(propagator) is CompositePropagator:
+            parts = getattr(propagator, "_propagators", None)
+        if not isinstance(parts, (list, tuple)) or not 1 <= len(parts) <= 2:
+            return
+        kinds = [type(part) for part in parts]
+        if kinds[0] is not TraceContextTextMapPropagator or kinds[1:] not in (
+            [],
+            [W3CBaggagePropagator],
+        ):
+            return
+        self.tracecontext = parts[0]
+        self.baggage = len(parts) == 2
+
+
+_w3c = _W3CPropagation(propagate.get_global_textmap())
+
+
+def _w3c_propagation() -> _W3CPropagation:
+    global _w3c
+    propagator = propagate.get_global_textmap()
+    if _w3c.propagator is not propagator:
+        _w3c = _W3CPropagation(propagator)
+    return _w3c
+
+
+_TRACE_FIELDS = frozenset(("traceparent", "tracestate", "baggage"))
+_CANONICAL_TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A version-00 ``traceparent`` exactly as every W3C implementation writes it. The TraceContext
+propagator accepts each of these (unless an id is all zeros) and reads them as below; anything
+else (whitespace, other versions, tracestate) is left to the propagator itself."""
+_ZERO_TRACE_ID = b"0" * 32
+_ZERO_SPAN_ID = b"0" * 16
+
+
 def extract_context(headers: object) -> Context:
-    """The context the global propagator finds in ``headers``; empty when there is none."""
-    extracted: Context = propagate.extract(
-        index_headers(headers), context=Context(), getter=_GETTER
-    )
-    return extracted
+    """The context the global propagator finds in ``headers``; empty when there is none.
+
+    This runs for every record consumed. With the W3C default, only the trace headers are
+    indexed, a record without ``traceparent`` or ``baggage`` costs a scan of its headers, and a
+    canonical ``traceparent`` alone is read here, at half the cost of the generic path with
+    the same result. Everything else goes to the configured propagator.
+    """
+    w3c = _w3c_propagation()
+    if w3c.tracecontext is None:
+        return propagate.extract(index_headers(headers), context=Context(), getter=_GETTER)
+    carrier = {key: value for key, value in header_items(headers) if key in _TRACE_FIELDS}
+    if "baggage" in carrier and w3c.baggage:
+        return propagate.extract(carrier, context=Context(), getter=_GETTER)
+    traceparent = carrier.get("traceparent")
+    if traceparent is None:
+        return Context()
+    if type(traceparent) is bytes and "tracestate" not in carrier:
+        match = _CANONICAL_TRACEPARENT.fullmatch(traceparent)
+        if match is not None:
+            trace_id, span_id, flags = match.groups()
+            if trace_id != _ZERO_TRACE_ID and span_id != _ZERO_SPAN_ID:
+                span_context = SpanContext(
+                    int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16))
+                )
+                return set_span_in_context(NonRecordingSpan(span_context), Context())
+    return w3c.tracecontext.extract(carrier, context=Context(), getter=_GETTER)
 
 
 def trace_headers(context: Context) -> dict[str, bytes]:
@@ -90,12 +175,41 @@ def trace_headers(context: Context) -> dict[str, bytes]:
     return {key: value.encode("utf-8") for key, value in written.items()}
 
 
+def span_headers(span: Span) -> dict[str, bytes]:
+    """``trace_headers`` of the current context with ``span`` in it, byte for byte.
+
+    This runs for every message sent. With the W3C default propagator and no baggage in the
+    current context (the common case), ``traceparent`` (and ``tracestate``, when the span
+    has one) is formatted straight from the span context, as the TraceContext propagator
+    formats it, which costs a fraction of the generic path. Baggage and any other propagator
+    go through the generic path.
+    """
+    w3c = _w3c_propagation()
+    if w3c.tracecontext is None or (w3c.baggage and baggage.get_all()):
+        return trace_headers(set_span_in_context(span))
+    span_context = span.get_span_context()
+    if span_context == INVALID_SPAN_CONTEXT:
+        return {}
+    headers = {
+        "traceparent": b"00-%032x-%016x-%02x"
+        % (span_context.trace_id, span_context.span_id, span_context.trace_flags)
+    }
+    if span_context.trace_state:
+        headers["tracestate"] = span_context.trace_state.to_header().encode("utf-8")
+    return headers
+
+
 def merge_headers(headers: object, injected: Mapping[str, bytes]) -> object:
     """A new header container holding ``headers`` plus ``injected``.
 
     Keys written by the propagator replace stale ones; every other header keeps its place.
     A list gives a list of pairs, a dict a dict, None a list. Any other container is returned
     unchanged so that the client library rejects it exactly as it would without us.
+
+    Only a well-formed ``(str, bytes)`` stale header is replaced: one the client might reject
+    (a str or None value to kafka-python, an int to any client) stays, so that the call fails,
+    or succeeds, exactly as it would without us. In a list ours then follows it, and readers
+    take the last value; a dict cannot hold both, so it is returned unchanged.
     """
     if not injected:
         return headers
@@ -110,11 +224,14 @@ def merge_headers(headers: object, injected: Mapping[str, bytes]) -> object:
                 and len(item) == 2
                 and isinstance(item[0], str)
                 and item[0] in injected
+                and isinstance(item[1], bytes)
             )
         ]
         kept.extend(injected.items())
         return kept
     if isinstance(headers, dict):
+        if any(not isinstance(headers.get(key, b""), bytes) for key in injected):
+            return headers
         merged = {key: value for key, value in headers.items() if key not in injected}
         merged.update(injected)
         return merged

@@ -169,6 +169,12 @@ class _Store:
             self.rejections.append(reason)
             self._bump()
 
+    def take_spans(self, timeout: float) -> list[ReceivedSpan]:
+        with self.changed:
+            self.changed.wait_for(lambda: bool(self.spans), timeout)
+            taken, self.spans = self.spans, []
+            return taken
+
     def wait_for_change(self, seen_version: int, timeout: float) -> None:
         with self.changed:
             self.changed.wait_for(lambda: self.version != seen_version, timeout)
@@ -309,6 +315,16 @@ class OtlpReceiver:
         """A snapshot of every span received so far, in arrival order."""
         with self._store.changed:
             return list(self._store.spans)
+
+    def take_spans(self, timeout: float = 0.0) -> list[ReceivedSpan]:
+        """Remove and return the spans received so far, waiting up to ``timeout`` seconds for
+        at least one (an empty list when none came).
+
+        For long-running readers such as ``kafka-autotrace view``: what was taken is no longer
+        kept, so memory does not grow with everything ever received. Taken spans no longer
+        appear in :meth:`spans`.
+        """
+        return self._store.take_spans(timeout)
 
     def metric_points(self) -> list[ReceivedMetricPoint]:
         """A snapshot of every metric data point received so far, in arrival order."""

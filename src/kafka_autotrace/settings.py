@@ -24,6 +24,14 @@ ENV_EXCLUDE_TOPICS = "KAFKA_AUTOTRACE_EXCLUDE_TOPICS"
 ENV_INCOMING_CONTEXT = "KAFKA_AUTOTRACE_INCOMING_CONTEXT"
 ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
 ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
+ENV_MAX_INFLIGHT_SPANS = "KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS"
+
+DEFAULT_MAX_INFLIGHT_SPANS = 100_000
+"""librdkafka's default ``queue.buffering.max.messages``: one producer at its default limit never
+reaches the cap, while a client that can hold far more unacknowledged messages (a large
+``buffer_memory``, an outage) cannot make the SDK hold a span for each of them."""
+MEMO_LIMIT = 4096
+"""Entries a per-name memo (topic exclusion, client attributes) holds before starting over."""
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -52,6 +60,10 @@ class Settings:
     incoming_context: IncomingContext = IncomingContext.PARENT
     propagate: bool = True
     batch_process_spans: bool = True
+    max_inflight_spans: int = DEFAULT_MAX_INFLIGHT_SPANS
+    """At most this many send spans wait for the broker's acknowledgement at once; sends past it
+    get no span of their own (see :meth:`KafkaTelemetry.start_send
+    <kafka_autotrace.telemetry.KafkaTelemetry.start_send>`)."""
     _excluded_cache: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -67,6 +79,7 @@ class Settings:
             incoming_context=_incoming_context(env.get(ENV_INCOMING_CONTEXT, "")),
             propagate=_flag(env, ENV_PROPAGATE, True),
             batch_process_spans=_flag(env, ENV_BATCH_PROCESS_SPANS, True),
+            max_inflight_spans=_count(env, ENV_MAX_INFLIGHT_SPANS, DEFAULT_MAX_INFLIGHT_SPANS),
         )
 
     def is_excluded(self, topic: str) -> bool:
@@ -77,6 +90,10 @@ class Settings:
         excluded = self._excluded_cache.get(topic)
         if excluded is None:
             excluded = any(fnmatch.fnmatchcase(topic, glob) for glob in self.exclude_topics)
+            if len(self._excluded_cache) >= MEMO_LIMIT:
+                # Topic names can be generated (one per tenant, per day): start over rather
+                # than grow without bound.
+                self._excluded_cache.clear()
             self._excluded_cache[topic] = excluded
         return excluded
 
@@ -94,6 +111,20 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in _FALSE:
         return False
     _logger.warning("%s=%r is not a boolean; using %s", name, raw, default)
+    return default
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value >= 0:
+        return value
+    _logger.warning("%s=%r is not a whole number >= 0; using %s", name, raw, default)
     return default
 
 

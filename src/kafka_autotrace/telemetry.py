@@ -5,15 +5,27 @@ Adapters call four things: :meth:`KafkaTelemetry.start_send` when the applicatio
 :meth:`KafkaTelemetry.start_process` for each record handed to the application, and
 :meth:`KafkaTelemetry.record_poll` for batch APIs. Everything about span names, attributes,
 parentage and metrics lives here, so both clients emit the same telemetry.
+
+Bounded resources: a send span lives from ``send()``/``produce()`` to the broker's answer, so
+an outage, a broker that stops answering or a producer that is never polled could pile up
+spans. At most ``Settings.max_inflight_spans`` (``KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS``, default
+100,000, shared by all producers of one instrumentor) send spans wait at once. Past that, a
+send gets no span of its own: its record still carries the current trace context, so the
+consumer joins the caller's trace, and it is still counted in the metrics. One warning says so;
+spans resume as soon as acknowledgements bring the count under the cap. A send span that the
+client drops without ever answering (a producer destroyed with messages queued) stops counting
+when it is garbage collected. Everything else the core keeps is bounded by design: one open
+process span per consumer, per-batch lists, and per-topic and per-client memos that start over
+at :data:`~kafka_autotrace.settings.MEMO_LIMIT` entries.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any, Callable, TypeVar
 
 from opentelemetry import context as otel_context
@@ -39,6 +51,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import (
     Link,
+    NonRecordingSpan,
     Span,
     SpanKind,
     Status,
@@ -56,10 +69,10 @@ from kafka_autotrace.propagation import (
     extract_context,
     header_items,
     merge_headers,
-    trace_headers,
+    span_headers,
 )
 from kafka_autotrace.scope import ProcessScope
-from kafka_autotrace.settings import IncomingContext, Settings
+from kafka_autotrace.settings import MEMO_LIMIT, IncomingContext, Settings
 
 _logger = logging.getLogger(__name__)
 
@@ -107,6 +120,53 @@ def _metric_attributes(client: ClientInfo, operation: str, topic: str | None) ->
     return attributes
 
 
+def _span_attributes(shared: Attributes, operation: str, topic: str) -> Attributes:
+    """The client's attributes plus those of a single-message operation on ``topic``."""
+    return {
+        **shared,
+        MESSAGING_OPERATION_NAME: operation,
+        MESSAGING_OPERATION_TYPE: operation,
+        MESSAGING_DESTINATION_NAME: topic,
+    }
+
+
+class _Destination:
+    """Everything the spans and measurements of one client and topic share, built once.
+
+    Per message, only what differs between messages (key, partition, offset, …) is added to
+    a copy of the span attributes; names and metric attributes are used as they are.
+    """
+
+    __slots__ = (
+        "client",
+        "process_attributes",
+        "process_duration",
+        "process_metrics",
+        "process_name",
+        "receive_metrics",
+        "send_attributes",
+        "send_metrics",
+        "send_name",
+    )
+
+    def __init__(
+        self, client: ClientInfo, topic: str, shared: Attributes, instruments: MessagingInstruments
+    ) -> None:
+        self.client = client
+        self.send_name = f"send {topic}"
+        self.send_attributes = _span_attributes(shared, _SEND, topic)
+        self.send_metrics = _metric_attributes(client, _SEND, topic)
+        self.process_name = f"process {topic}"
+        self.process_attributes = _span_attributes(shared, _PROCESS, topic)
+        self.process_metrics = _metric_attributes(client, _PROCESS, topic)
+        self.receive_metrics = _metric_attributes(client, _RECEIVE, topic)
+        self.process_duration = instruments.process_duration
+
+    def processed(self, elapsed: float) -> None:
+        """Record how long a record of this destination was being processed."""
+        self.process_duration.record(elapsed, self.process_metrics)
+
+
 def key_attribute(key: object) -> str | None:
     """The key as the ``messaging.kafka.message.key`` string, None for keys with no safe text
     form (arbitrary objects are not ``str()``-ed: that can be slow or raise)."""
@@ -128,32 +188,51 @@ def _body_size(value: object) -> int | None:
 
 
 class PendingSend:
-    """A send span waiting for the broker's answer; ends once, from whichever thread answers."""
+    """A send span waiting for the broker's answer; ends once, from whichever thread answers.
 
-    __slots__ = ("_done", "_metric_attributes", "_started", "_telemetry", "span")
+    ``inflight`` says whether it counts against the in-flight cap: false for the span-less
+    sends past it, whose ``span`` only carries the current context for propagation.
+    """
+
+    __slots__ = ("_done", "_inflight", "_metric_attributes", "_started", "_telemetry", "span")
 
     def __init__(
-        self, telemetry: KafkaTelemetry, span: Span, metric_attributes: Attributes
+        self,
+        telemetry: KafkaTelemetry,
+        span: Span,
+        metric_attributes: Attributes,
+        inflight: bool = True,
     ) -> None:
         self._telemetry = telemetry
         self.span = span
         self._metric_attributes = metric_attributes
+        self._inflight = inflight
         self._started = time.perf_counter()
         self._done = threading.Lock()
 
-    def context(self) -> Context:
-        return set_span_in_context(self.span)
+    def __del__(self) -> None:
+        """Stop counting a send the client dropped unanswered. Only the counter is touched:
+        a finalizer may run inside any code, and must not call into the SDK or take locks."""
+        if self._inflight and self._done.acquire(blocking=False):
+            self._telemetry._send_ended()
 
     def succeed(self, partition: int | None, offset: int | None) -> None:
         if not self._done.acquire(blocking=False):
             return
+        if self._inflight:
+            self._telemetry._send_ended()
         try:
-            if self.span.is_recording():
+            span = self.span
+            if span.is_recording():
+                # One call: the SDK takes the span's lock once per call, not per attribute.
+                acked: Attributes = {}
                 if partition is not None and partition >= 0:
-                    self.span.set_attribute(MESSAGING_DESTINATION_PARTITION_ID, str(partition))
+                    acked[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
                 if offset is not None and offset >= 0:
-                    self.span.set_attribute(MESSAGING_KAFKA_OFFSET, offset)
-            self.span.end()
+                    acked[MESSAGING_KAFKA_OFFSET] = offset
+                if acked:
+                    span.set_attributes(acked)
+            span.end()
             self._telemetry._sent(self._metric_attributes, self._started, None)
         except Exception:
             _logger.debug("ending a send span failed", exc_info=True)
@@ -161,6 +240,8 @@ class PendingSend:
     def fail(self, error_type: str, exception: BaseException | None, description: str) -> None:
         if not self._done.acquire(blocking=False):
             return
+        if self._inflight:
+            self._telemetry._send_ended()
         try:
             if self.span.is_recording():
                 self.span.set_attribute(ERROR_TYPE, error_type)
@@ -205,6 +286,15 @@ class KafkaTelemetry:
         self._produce_hook = produce_hook
         self._consume_hook = consume_hook
         self._client_attributes: dict[ClientInfo, Attributes] = {}
+        self._destinations: dict[tuple[int, str], _Destination] = {}
+        # Send spans waiting for an answer = started - ended. Two counters, because next() on
+        # itertools.count is atomic under the GIL where ``+= 1`` is not, and a lock could not
+        # be taken in PendingSend.__del__. ``_ended`` may briefly lag (two threads storing out
+        # of order), which only makes the cap err on the safe side.
+        self._started_sends = itertools.count(1)
+        self._ended_sends = itertools.count(1)
+        self._ended = 0
+        self._over_cap = False
 
     # -- producer ---------------------------------------------------------------------------
 
@@ -217,28 +307,61 @@ class KafkaTelemetry:
         partition: int | None,
         headers: object,
     ) -> PendingSend | None:
-        """Start the ``send {topic}`` span in the current context; None for excluded topics."""
+        """Start the ``send {topic}`` span in the current context; None for excluded topics.
+
+        Past the in-flight cap the result carries no span of its own, only the current context
+        (to propagate) and the metrics.
+        """
         if not isinstance(topic, str) or self.settings.is_excluded(topic):
             return None
-        attributes = dict(self._attributes_of(client))
-        attributes[MESSAGING_OPERATION_NAME] = _SEND
-        attributes[MESSAGING_OPERATION_TYPE] = _SEND
-        attributes[MESSAGING_DESTINATION_NAME] = topic
+        if not self._admit_send():
+            current = get_current_span().get_span_context()
+            return PendingSend(
+                self,
+                NonRecordingSpan(current),
+                self._destination(client, topic).send_metrics,
+                inflight=False,
+            )
+        destination = self._destination(client, topic)
+        attributes = destination.send_attributes.copy()
         if isinstance(partition, int) and partition >= 0:
             attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
         self._message_attributes(attributes, key, value, headers)
         span = self._tracer.start_span(
-            f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
+            destination.send_name, kind=SpanKind.PRODUCER, attributes=attributes
         )
         if self._produce_hook is not None:
             self._run_hook(self._produce_hook, span, topic, key, value)
-        return PendingSend(self, span, _metric_attributes(client, _SEND, topic))
+        return PendingSend(self, span, destination.send_metrics)
+
+    def _admit_send(self) -> bool:
+        """Count a new send span in, unless the cap is reached; warn once per episode."""
+        cap = self.settings.max_inflight_spans
+        inflight = next(self._started_sends) - self._ended
+        if inflight <= cap:
+            if self._over_cap and inflight <= cap // 2:
+                self._over_cap = False
+                _logger.info("kafka-autotrace: send spans resumed (%d in flight)", inflight)
+            return True
+        self._send_ended()
+        if not self._over_cap:
+            self._over_cap = True
+            _logger.warning(
+                "kafka-autotrace: %d send spans are waiting for the broker's acknowledgement, "
+                "the limit (KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS); further sends get no span "
+                "until acknowledgements come in, but still carry the current trace context",
+                cap,
+            )
+        return False
+
+    def _send_ended(self) -> None:
+        self._ended = next(self._ended_sends)
 
     def headers_for(self, pending: PendingSend, headers: object) -> object:
         """The headers to send: the caller's plus the propagator's, in a new container."""
         if not self.settings.propagate:
             return headers
-        return merge_headers(headers, trace_headers(pending.context()))
+        return merge_headers(headers, span_headers(pending.span))
 
     def _sent(self, attributes: Attributes, started: float, error_type: str | None) -> None:
         if error_type is not None:
@@ -271,24 +394,24 @@ class KafkaTelemetry:
         topic = accessor.topic(record)
         if self.settings.is_excluded(topic):
             return None
+        # Read once, and only when needed: confluent-kafka builds a new list on every call.
+        headers = None
+        if incoming is None or self.settings.capture_headers:
+            headers = accessor.headers(record)
         if incoming is None:
-            incoming = self.incoming_context(accessor.headers(record))
+            incoming = self.incoming_context(headers)
         parent, links = self._parent_and_links(incoming)
-        attributes = dict(self._attributes_of(client))
-        attributes[MESSAGING_OPERATION_NAME] = _PROCESS
-        attributes[MESSAGING_OPERATION_TYPE] = _PROCESS
-        attributes[MESSAGING_DESTINATION_NAME] = topic
+        destination = self._destination(client, topic)
+        attributes = destination.process_attributes.copy()
         partition = accessor.partition(record)
         if partition is not None:
             attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
         offset = accessor.offset(record)
         if offset is not None:
             attributes[MESSAGING_KAFKA_OFFSET] = offset
-        self._message_attributes(
-            attributes, accessor.key(record), accessor.value(record), accessor.headers(record)
-        )
+        self._message_attributes(attributes, accessor.key(record), accessor.value(record), headers)
         span = self._tracer.start_span(
-            f"process {topic}",
+            destination.process_name,
             context=parent,
             kind=SpanKind.CONSUMER,
             attributes=attributes,
@@ -296,18 +419,13 @@ class KafkaTelemetry:
         )
         if self._consume_hook is not None:
             self._run_hook(self._consume_hook, span, record)
-        metric_attributes = _metric_attributes(client, _PROCESS, topic)
         if not counted:
-            self._instruments.consumed_messages.add(1, _metric_attributes(client, _RECEIVE, topic))
+            self._instruments.consumed_messages.add(1, destination.receive_metrics)
         timestamp_ms = accessor.timestamp_ms(record)
         if timestamp_ms is not None and timestamp_ms > 0:
             age = max(0.0, time.time() - timestamp_ms / 1000.0)
-            self._instruments.record_age.record(age, metric_attributes)
-        on_end = partial(self._processed, metric_attributes, time.perf_counter())
-        return ProcessScope(span, set_span_in_context(span, parent), on_end)
-
-    def _processed(self, attributes: Attributes, started: float) -> None:
-        self._instruments.process_duration.record(time.perf_counter() - started, attributes)
+            self._instruments.record_age.record(age, destination.process_metrics)
+        return ProcessScope(span, set_span_in_context(span, parent), destination.processed)
 
     def record_poll(
         self,
@@ -353,7 +471,7 @@ class KafkaTelemetry:
             topic = accessor.topic(record)
             counts[topic] = counts.get(topic, 0) + 1
         for topic in traced_topics:
-            receive_attributes = _metric_attributes(client, _RECEIVE, topic)
+            receive_attributes = self._destination(client, topic).receive_metrics
             self._instruments.consumed_messages.add(counts[topic], receive_attributes)
             self._instruments.operation_duration.record(duration, receive_attributes)
         return incoming
@@ -371,16 +489,38 @@ class KafkaTelemetry:
             return ambient, [Link(remote)]
         active = get_current_span(ambient).get_span_context()
         links = [Link(active)] if active.is_valid else None
+        if not ambient:
+            return incoming, links
         # Ambient values (the application's own context keys) stay; the producer's span and
         # baggage take precedence, so baggage flows on to whatever this message produces.
         return Context({**ambient, **incoming}), links
 
     # -- shared -----------------------------------------------------------------------------
 
+    def _destination(self, client: ClientInfo, topic: str) -> _Destination:
+        """The cached :class:`_Destination` of ``client`` and ``topic``.
+
+        Keyed by the client's identity: adapters keep one ClientInfo per client, and hashing
+        the dataclass itself would cost more than the lookup saves. The entry holds the
+        ClientInfo, so the identity cannot be reused by another object while cached.
+        """
+        key = (id(client), topic)
+        destination = self._destinations.get(key)
+        if destination is None or destination.client is not client:
+            if len(self._destinations) >= MEMO_LIMIT:
+                self._destinations.clear()
+            destination = _Destination(
+                client, topic, self._attributes_of(client), self._instruments
+            )
+            self._destinations[key] = destination
+        return destination
+
     def _attributes_of(self, client: ClientInfo) -> Attributes:
         attributes = self._client_attributes.get(client)
         if attributes is None:
             attributes = _client_attributes(client)
+            if len(self._client_attributes) >= MEMO_LIMIT:
+                self._client_attributes.clear()  # clients created with ever new ids
             self._client_attributes[client] = attributes
         return attributes
 

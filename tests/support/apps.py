@@ -9,6 +9,7 @@ would skip exactly the part users depend on. Exports go over real OTLP/HTTP to a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -164,6 +165,35 @@ def start_app(
             stderr=err,
         )
     return RunningApp(script, process, output_dir)
+
+
+def run_app_timing_exit(
+    script: Path,
+    *args: str,
+    done_text: str,
+    service: str,
+    endpoint: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+) -> tuple[str, float]:
+    """Run ``script`` to completion; return its stdout and the seconds it took to exit after
+    printing ``done_text``: what shutting down the SDK (exporters included) cost it.
+
+    Raises AssertionError with the output if it fails, or does not exit within ``timeout``
+    of printing ``done_text``.
+    """
+    with start_app(script, *args, service=service, endpoint=endpoint, env=env) as app:
+        app.wait_for_output(done_text, timeout=timeout)
+        done = time.monotonic()
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still running: reported below
+            app.process.wait(timeout)
+        exit_s = time.monotonic() - done
+        hung = app.process.poll() is None
+        result = stop_app(app)  # raises if the app failed
+    if hung:
+        reason = f"did not exit within {timeout:g} s of its work"
+        raise AssertionError(_describe(script, reason, result.stdout, result.stderr))
+    return result.stdout, exit_s
 
 
 def stop_app(app: RunningApp, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:

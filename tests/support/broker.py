@@ -85,7 +85,7 @@ def start_private_broker(log_path: Path, ready_timeout: float = 20.0) -> Broker:
     """Start a noida-db broker owned by the caller, even when an external cluster is set:
     for tests that must stop the broker under a client's feet."""
     binary = importlib.resources.files("noida_db") / "noida-db"
-    port = _free_port()
+    port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="kafka-autotrace-broker-"))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -158,7 +158,8 @@ def create_topic(
         time.sleep(0.05)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A local port nothing listens on right now."""
     # Small race: the port could be taken before the broker binds it. The broker would then exit,
     # and the readiness check reports that with the log, so the failure is at least explicit.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -3,15 +3,45 @@ and metrics directly instead of through an exporter subprocess."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext
+
+
+class OpenSpans(SpanProcessor):  # type: ignore[misc]
+    """The spans started and not yet ended: what a leak of open spans would leave behind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[int, int], str] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        with self._lock:
+            self._open[_key(span)] = span.name
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self._open.pop(_key(span), None)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._open.values())
+
+
+def _key(span: ReadableSpan) -> tuple[int, int]:
+    # on_end gets a new ReadableSpan object: only the span context identifies the span.
+    context = span.context
+    return (context.trace_id, context.span_id) if context else (0, id(span))
 
 
 @dataclass
@@ -22,9 +52,11 @@ class RecordingSdk:
     reader: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
     tracer_provider: TracerProvider = field(default_factory=TracerProvider)
     meter_provider: MeterProvider = field(init=False)
+    open_spans: OpenSpans = field(default_factory=OpenSpans)
 
     def __post_init__(self) -> None:
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer_provider.add_span_processor(self.open_spans)
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
 
     def spans(self, name_prefix: str = "") -> list[ReadableSpan]:
@@ -46,3 +78,27 @@ class RecordingSdk:
 
 def span_ids(spans: Iterable[ReadableSpan]) -> set[int]:
     return {span.context.span_id for span in spans}
+
+
+@contextmanager
+def instrumented(
+    instrumentor: Any, sdk: RecordingSdk | None = None, **kwargs: Any
+) -> Iterator[RecordingSdk]:
+    """``instrumentor`` instrumented into ``sdk`` (a new one by default) for the block;
+    ``kwargs`` go to ``instrument()``, e.g. ``settings=``."""
+    recording = sdk or RecordingSdk()
+    instrumentor.instrument(
+        tracer_provider=recording.tracer_provider,
+        meter_provider=recording.meter_provider,
+        **kwargs,
+    )
+    try:
+        yield recording
+    finally:
+        instrumentor.uninstrument()
+
+
+def traceparent(context: SpanContext) -> bytes:
+    """The ``traceparent`` header the W3C propagator writes for ``context``."""
+    flags = int(context.trace_flags)
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}".encode()

@@ -1,0 +1,424 @@
+"""One benchmark case, measured in a fresh process, printed as one JSON line.
+
+Why a process per case: instrumentation patches client classes globally and the SDK keeps
+global providers, so the only way to know that case B is not paying for what case A
+installed is to never let them share an interpreter. The driver (``bench/run.py``) picks the
+virtualenv (ours, the upstream contrib packages', or one without the OpenTelemetry SDK),
+fills the topic for consume cases, and alternates cases in rounds.
+
+Only the hot loop is timed: client start-up, metadata and connection set-up are covered by a
+warm-up that goes through the same instrumented calls first. For producers the loop includes
+the final ``flush()``, because kafka-autotrace ends send spans at the broker's acknowledgement
+and that work must be counted.
+
+The *floor* is what the SDK itself charges for the span we emit: in this same process, with
+the same tracer provider, start and end a span with the same name, kind, parent and attributes,
+many times. Whatever kafka-autotrace adds beyond it is our own overhead, or the metrics: so the
+SDK's price of one histogram measurement with the same attributes is measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, Callable
+
+VALUE = b"v" * 100
+KEY = b"order-4711"
+POLL_TIMEOUT_S = 5.0
+CONSUME_BATCH = 500
+FLOOR_CHUNKS = 5
+
+TRACEPARENT_SAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+TRACEPARENT_UNSAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def traceparent_for(setup: str) -> bytes:
+    """The trace header the consume topics are filled with: an upstream producer that sampled
+    (or, in the ratio-0 set-up, did not), since a parent-based sampler follows that flag."""
+    return TRACEPARENT_UNSAMPLED if setup == "unsampled" else TRACEPARENT_SAMPLED
+
+
+# -- OpenTelemetry set-up ---------------------------------------------------------------------
+
+
+def configure_sdk(setup: str) -> None:
+    """Install global SDK providers for ``sampled`` / ``unsampled``; nothing for ``nosdk``.
+
+    Spans go through a BatchSpanProcessor to an exporter that drops them, the configuration of
+    a real service minus the network. Metrics get a reader that is never collected during the
+    run, so each measurement pays the SDK's aggregation and nothing else.
+    """
+    if setup == "nosdk":
+        return
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.sampling import (
+        DEFAULT_ON,
+        ParentBased,
+        TraceIdRatioBased,
+    )
+
+    class DroppingExporter(SpanExporter):  # type: ignore[misc]
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    sampler = DEFAULT_ON if setup == "sampled" else ParentBased(TraceIdRatioBased(0.0))
+    tracer_provider = TracerProvider(sampler=sampler)
+    tracer_provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
+def instrument(client: str, variant: str) -> None:
+    """Patch ``client`` with kafka-autotrace (``autotrace``) or upstream contrib (``upstream``)."""
+    if variant in ("none", "header"):
+        return
+    if variant == "autotrace":
+        if client == "kafka-python":
+            from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+
+            KafkaPythonInstrumentor().instrument()
+        else:
+            module = importlib.import_module("kafka_autotrace.confluent_kafka")
+            module.ConfluentKafkaInstrumentor().instrument()
+    elif client == "kafka-python":
+        from opentelemetry.instrumentation.kafka import KafkaInstrumentor
+
+        KafkaInstrumentor().instrument()
+    else:
+        from opentelemetry.instrumentation.confluent_kafka import ConfluentKafkaInstrumentor
+
+        ConfluentKafkaInstrumentor().instrument()
+
+
+# -- hot loops ----------------------------------------------------------------------------------
+# Each runs its warm-up, then the measured messages between clock.start() and clock.stop().
+# Client classes are looked up on their module at call time: upstream confluent-kafka
+# instrumentation replaces the classes there.
+
+
+class Clock:
+    """Wall and CPU time of the hot loop.
+
+    CPU time (every thread of this process, librdkafka's included) is what tracing costs in
+    the end; unlike wall time it leaves out the time this process waited for a core that
+    another process held, which on a shared 2-core machine is most of the noise.
+    """
+
+    wall = cpu = 0.0
+
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def kafka_python_produce(args: argparse.Namespace, clock: Clock) -> None:
+    import kafka
+
+    producer = kafka.KafkaProducer(bootstrap_servers=args.bootstrap)
+    topic, send = args.topic, producer.send
+    if args.variant == "header":
+        send = partial(send, headers=[("traceparent", TRACEPARENT_SAMPLED)])
+    for _ in range(args.warmup):
+        send(topic, VALUE, KEY)
+    producer.flush()
+    clock.start()
+    for _ in range(args.messages):
+        send(topic, VALUE, KEY)
+    producer.flush()
+    clock.stop()
+    producer.close()
+
+
+def kafka_python_consume(args: argparse.Namespace, clock: Clock) -> None:
+    import kafka
+
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=args.bootstrap, group_id=args.group, enable_auto_commit=False
+    )
+    consumer.assign([kafka.TopicPartition(args.topic, 0)])
+    consumer.seek_to_beginning()
+    target = args.warmup + args.messages
+    for seen, record in enumerate(consumer, 1):
+        record.value  # noqa: B018 - the application reads the message
+        if seen == args.warmup:
+            clock.start()
+        if seen == target:
+            break
+    clock.stop()
+    consumer.close()
+
+
+def confluent_produce(args: argparse.Namespace, clock: Clock) -> None:
+    import confluent_kafka
+
+    producer = confluent_kafka.Producer({"bootstrap.servers": args.bootstrap})
+    topic = args.topic
+
+    def run(count: int) -> None:
+        produce, poll = producer.produce, producer.poll
+        if args.variant == "header":
+            produce = partial(produce, headers=[("traceparent", TRACEPARENT_SAMPLED)])
+        for _ in range(count):
+            try:
+                produce(topic, VALUE, KEY)
+            except BufferError:
+                poll(0.1)
+                produce(topic, VALUE, KEY)
+            poll(0)
+        producer.flush()
+
+    run(args.warmup)
+    clock.start()
+    run(args.messages)
+    clock.stop()
+
+
+def _confluent_consumer(args: argparse.Namespace) -> Any:
+    import confluent_kafka
+
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign(
+        [confluent_kafka.TopicPartition(args.topic, 0, confluent_kafka.OFFSET_BEGINNING)]
+    )
+    return consumer
+
+
+def confluent_poll(args: argparse.Namespace, clock: Clock) -> None:
+    consumer = _confluent_consumer(args)
+    poll = consumer.poll
+    seen, target = 0, args.warmup + args.messages
+    while seen < target:
+        message = poll(POLL_TIMEOUT_S)
+        if message is None:
+            raise RuntimeError(f"no message within {POLL_TIMEOUT_S} s after {seen}")
+        if message.error() is not None:
+            continue
+        message.value()
+        seen += 1
+        if seen == args.warmup:
+            clock.start()
+    clock.stop()
+    consumer.close()
+
+
+def confluent_consume(args: argparse.Namespace, clock: Clock) -> None:
+    """``consume(n)`` batches of up to ``CONSUME_BATCH``, never asking for more than remain,
+    since librdkafka waits out the timeout for a batch the topic cannot fill."""
+    consumer = _confluent_consumer(args)
+    consume = consumer.consume
+
+    def take(count: int) -> None:
+        seen = 0
+        while seen < count:
+            messages = consume(min(CONSUME_BATCH, count - seen), POLL_TIMEOUT_S)
+            if not messages:
+                raise RuntimeError(f"no message within {POLL_TIMEOUT_S} s")
+            for message in messages:
+                if message.error() is None:
+                    message.value()
+                    seen += 1
+
+    take(args.warmup)
+    clock.start()
+    take(args.messages)
+    clock.stop()
+    consumer.close()
+
+
+OPERATIONS: dict[tuple[str, str], Callable[[argparse.Namespace, Clock], None]] = {
+    ("kafka-python", "produce"): kafka_python_produce,
+    ("kafka-python", "consume"): kafka_python_consume,
+    ("confluent-kafka", "produce"): confluent_produce,
+    ("confluent-kafka", "poll"): confluent_poll,
+    ("confluent-kafka", "consume"): confluent_consume,
+}
+
+
+# -- the SDK floor --------------------------------------------------------------------------------
+
+
+def floor_span(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any], Any]:
+    """Name, kind, attributes and parent context of the span kafka-autotrace emits per message
+    in this case, with every attribute it ends up carrying (the ack's partition and offset
+    included) given at start, which is the cheapest way the SDK can record them."""
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.propagate import extract
+    from opentelemetry.semconv._incubating.attributes import messaging_attributes as m
+    from opentelemetry.semconv.attributes import server_attributes as s
+
+    host, _, port = args.bootstrap.partition(",")[0].rpartition(":")
+    attributes: dict[str, Any] = {
+        m.MESSAGING_SYSTEM: "kafka",
+        m.MESSAGING_CLIENT_ID: "client-1",
+        s.SERVER_ADDRESS: host,
+        s.SERVER_PORT: int(port),
+        m.MESSAGING_DESTINATION_NAME: args.topic,
+        m.MESSAGING_DESTINATION_PARTITION_ID: "0",
+        m.MESSAGING_KAFKA_OFFSET: 12345,
+        m.MESSAGING_KAFKA_MESSAGE_KEY: KEY.decode(),
+    }
+    if args.operation == "produce":
+        attributes[m.MESSAGING_OPERATION_NAME] = "send"
+        attributes[m.MESSAGING_OPERATION_TYPE] = "send"
+        return f"send {args.topic}", trace.SpanKind.PRODUCER, attributes, None
+    attributes[m.MESSAGING_OPERATION_NAME] = "process"
+    attributes[m.MESSAGING_OPERATION_TYPE] = "process"
+    attributes[m.MESSAGING_CONSUMER_GROUP_NAME] = args.group
+    parent = extract({"traceparent": traceparent_for(args.setup).decode()}, context=Context())
+    return f"process {args.topic}", trace.SpanKind.CONSUMER, attributes, parent
+
+
+def floor_metric_attributes(args: argparse.Namespace) -> dict[str, Any]:
+    """The attributes kafka-autotrace records the case's per-message histograms with."""
+    from opentelemetry.semconv._incubating.attributes import messaging_attributes as m
+    from opentelemetry.semconv.attributes import server_attributes as s
+
+    host, _, port = args.bootstrap.partition(",")[0].rpartition(":")
+    operation = "send" if args.operation == "produce" else "process"
+    attributes: dict[str, Any] = {
+        m.MESSAGING_SYSTEM: "kafka",
+        m.MESSAGING_OPERATION_NAME: operation,
+        m.MESSAGING_DESTINATION_NAME: args.topic,
+        s.SERVER_ADDRESS: host,
+        s.SERVER_PORT: int(port),
+    }
+    if operation == "process":
+        attributes[m.MESSAGING_CONSUMER_GROUP_NAME] = args.group
+    return attributes
+
+
+def _cpu_us_per_call(call: Callable[[], object], iterations: int) -> float:
+    """Median CPU µs of ``call`` over a few chunks of iterations."""
+    per_chunk = max(iterations // FLOOR_CHUNKS, 1)
+    chunks = []
+    for _ in range(FLOOR_CHUNKS):
+        started = time.process_time()
+        for _ in range(per_chunk):
+            call()
+        chunks.append((time.process_time() - started) / per_chunk * 1e6)
+    return statistics.median(chunks)
+
+
+def measure_floors(args: argparse.Namespace) -> dict[str, float]:
+    """The SDK's own price, in CPU µs, for what kafka-autotrace records per message: the span
+    (start and end), and one histogram measurement with the case's metric attributes (a send
+    records one per message, a processed record two: processing time and time in queue)."""
+    from opentelemetry import metrics, trace
+
+    name, kind, attributes, parent = floor_span(args)
+    start_span = trace.get_tracer("kafka_autotrace").start_span
+    histogram = metrics.get_meter("kafka_autotrace").create_histogram("bench.floor", unit="s")
+    metric_attributes = floor_metric_attributes(args)
+    return {
+        "floor_cpu_us": _cpu_us_per_call(
+            lambda: start_span(name, context=parent, kind=kind, attributes=attributes).end(),
+            args.floor_iterations,
+        ),
+        "metric_floor_cpu_us": _cpu_us_per_call(
+            lambda: histogram.record(0.001, metric_attributes), args.floor_iterations
+        ),
+    }
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--client", required=True, choices=["kafka-python", "confluent-kafka"])
+    parser.add_argument("--operation", required=True, choices=["produce", "consume", "poll"])
+    parser.add_argument(
+        "--variant",
+        required=True,
+        choices=["none", "header", "upstream", "autotrace"],
+        help="header: uninstrumented, but every record sent carries a traceparent header",
+    )
+    parser.add_argument("--setup", required=True, choices=["sampled", "unsampled", "nosdk"])
+    parser.add_argument("--messages", type=int, required=True)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--group", default="bench")
+    parser.add_argument(
+        "--floor-iterations", type=int, default=0, help="0: do not measure the SDK floor"
+    )
+    args = parser.parse_args(argv)
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1: the clock starts on the last warm-up message")
+    if (args.client, args.operation) not in OPERATIONS:
+        parser.error(f"{args.client} has no operation {args.operation}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    configure_sdk(args.setup)
+    instrument(args.client, args.variant)
+    clock = Clock()
+    OPERATIONS[(args.client, args.operation)](args, clock)
+    result = {
+        "client": args.client,
+        "operation": args.operation,
+        "variant": args.variant,
+        "setup": args.setup,
+        "messages": args.messages,
+        "seconds": clock.wall,
+        "cpu_seconds": clock.cpu,
+        "msg_per_s": args.messages / clock.wall,
+        "cpu_us_per_msg": clock.cpu / args.messages * 1e6,
+        **(measure_floors(args) if args.floor_iterations else {}),
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "python": sys.version.split()[0],
+        "versions": {
+            name: _version(name)
+            for name in (
+                "opentelemetry-api",
+                "opentelemetry-sdk",
+                "kafka-python",
+                "confluent-kafka",
+                "kafka-autotrace",
+                "opentelemetry-instrumentation-kafka-python",
+                "opentelemetry-instrumentation-confluent-kafka",
+            )
+        },
+    }
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

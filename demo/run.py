@@ -1,0 +1,206 @@
+"""``make demo``: a real three-stage Kafka pipeline, traced with no code changes, as waterfalls.
+
+What it does, in order:
+
+1. starts a private Kafka-protocol broker (the ``noida-db`` wheel; or uses ``--bootstrap-servers``);
+2. starts an in-process OTLP/HTTP receiver, the same one as ``kafka-autotrace view``;
+3. runs the three unmodified apps in ``demo/apps`` (no OpenTelemetry code in them), each as its
+   own service under ``opentelemetry-instrument`` with the real OTLP/HTTP exporter:
+   orders-api (kafka-python producer) → shipping (confluent-kafka consumer that produces)
+   → billing (kafka-python consumer), relaying their output as progress;
+4. billing stops one message early, like a crashed consumer, so one shipment is sent but never
+   processed;
+5. once every app has exited (and so flushed its spans), prints one waterfall per order and
+   stops the broker.
+
+The broker start-up and the instrumented-app environment are the test suite's own
+(``tests/support``), so the demo shows exactly what the end-to-end tests check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.apps import INSTRUMENT, app_env  # noqa: E402
+from support.broker import Broker, create_topic, start_private_broker  # noqa: E402
+
+from kafka_autotrace.receiver import OtlpReceiver, ReceivedSpan  # noqa: E402
+from kafka_autotrace.waterfall import glyphs_for, render_traces, summarize  # noqa: E402
+
+ORDERS = 5
+TIMEOUT = 60.0
+
+
+class DemoError(Exception):
+    """A step failed; the message says which and carries the relevant output."""
+
+
+class App:
+    """One instrumented app: its output relayed line by line as progress, stderr kept for
+    failure reports (a pipe nobody reads would block a chatty app, so it goes to a file)."""
+
+    def __init__(self, service: str, command: list[str], endpoint: str, work: Path) -> None:
+        self.service = service
+        self.stderr_path = work / f"{service}.stderr"
+        self._lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [str(INSTRUMENT), sys.executable, *command],
+                env=app_env(service, endpoint),
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        self._relay = threading.Thread(target=self._read, name=f"relay-{service}", daemon=True)
+        self._relay.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            progress(f"  {self.service:<10} | {line.rstrip()}")
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for_line(self, prefix: str, timeout: float = TIMEOUT) -> None:
+        def printed() -> bool:
+            return any(line.startswith(prefix) for line in self._lines)
+
+        with self._changed:
+            ended = self._changed.wait_for(lambda: printed() or self._ended, timeout)
+            if not printed():
+                reason = "it exited" if ended else f"nothing came within {timeout:g} s"
+                raise DemoError(self._failure(f"was waiting for {prefix!r} but {reason}"))
+
+    def wait(self, timeout: float = TIMEOUT) -> None:
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise DemoError(self._failure(f"did not finish within {timeout:g} s")) from None
+        self._relay.join()
+        if code != 0:
+            raise DemoError(self._failure(f"exited with code {code}"))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._relay.join(5)
+
+    def _failure(self, what: str) -> str:
+        stderr = self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        return f"{self.service} {what}\n--- {self.service} stderr ---\n{stderr}"
+
+
+def progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--bootstrap-servers", help="use this Kafka instead of starting the embedded broker"
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kafka-autotrace-demo-"))
+    broker: Broker | None = None
+    try:
+        progress(
+            "kafka-autotrace demo: orders-api (kafka-python) → shipping (confluent-kafka) "
+            "→ billing (kafka-python)\n"
+        )
+        if args.bootstrap_servers:
+            bootstrap, suffix = args.bootstrap_servers, f"-{uuid.uuid4().hex[:6]}"
+            progress(f"[1/5] using Kafka at {bootstrap}")
+        else:
+            started = time.monotonic()
+            broker = start_private_broker(work / "broker.log")
+            bootstrap, suffix = broker.bootstrap_servers, ""
+            elapsed = time.monotonic() - started
+            progress(f"[1/5] started the embedded Kafka broker at {bootstrap} ({elapsed:.1f} s)")
+        spans = run_pipeline(bootstrap, suffix, work)
+    except DemoError as exc:
+        progress(f"\ndemo failed: {exc}")
+        if broker is not None:
+            progress(f"--- broker log ---\n{broker.log_tail(30)}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    glyphs = glyphs_for(sys.stdout)
+    progress(f"\n{render_traces(spans, glyphs)}\n\n{summarize(spans, glyphs)}")
+    progress(
+        "\nStopped the broker and every app. Next: `kafka-autotrace view` shows your own apps'"
+        " traces like this;\n`kafka-autotrace doctor` checks an environment before you deploy."
+    )
+    return 0
+
+
+def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
+    orders = create_topic(bootstrap, f"orders{suffix}")
+    shipments = create_topic(bootstrap, f"shipments{suffix}")
+    with OtlpReceiver() as receiver, contextlib.ExitStack() as running:
+
+        def start(service: str, script: str, *args: str) -> App:
+            """Start an app; leaving the ``with`` block stops it if it still runs."""
+            app = App(service, [str(APPS / script), *args], receiver.endpoint, work)
+            running.callback(app.stop)
+            return app
+
+        progress(f"[2/5] receiving the apps' OTLP/HTTP exports at {receiver.endpoint}")
+        progress("[3/5] starting shipping and billing under opentelemetry-instrument")
+        shipping = start(
+            "shipping",
+            "shipping.py",
+            bootstrap,
+            orders,
+            shipments,
+            f"shipping{suffix}",
+            str(ORDERS),
+        )
+        billing = start(
+            "billing", "billing.py", bootstrap, shipments, f"billing{suffix}", str(ORDERS - 1)
+        )
+        shipping.wait_for_line("ready")
+        billing.wait_for_line("ready")
+        progress(f"[4/5] placing {ORDERS} orders; billing will stop after {ORDERS - 1} of them")
+        orders_api = start("orders-api", "orders_api.py", bootstrap, orders, str(ORDERS))
+        for app in (orders_api, shipping, billing):
+            app.wait()
+        # Each app exported its spans while exiting; one per hop is expected for every order,
+        # except the shipment billing never processed.
+        expected = 4 * ORDERS - 1
+        progress("[5/5] every app has exited and flushed its spans")
+        try:
+            return receiver.wait_for_spans(lambda spans: len(spans) >= expected, timeout=15)
+        except TimeoutError as exc:
+            raise DemoError(str(exc)) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

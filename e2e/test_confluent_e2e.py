@@ -1,0 +1,221 @@
+"""Unmodified confluent-kafka apps under ``opentelemetry-instrument``, exporting real OTLP."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from support.apps import run_app
+from support.broker import create_topic, unique_topic
+from support.traces import assert_process_spans_are_children_of_sends, count_named, named
+
+from kafka_autotrace.receiver import OtlpReceiver
+
+APPS = Path(__file__).parent / "apps"
+COUNT = 5
+
+
+def _run(receiver: OtlpReceiver, app: str, *args: str, service: str, **env: str) -> str:
+    result = run_app(
+        APPS / app, *args, service=service, endpoint=receiver.endpoint, env=env, timeout=60
+    )
+    return result.stdout
+
+
+def _produce(
+    receiver: OtlpReceiver,
+    bootstrap: str,
+    topic: str,
+    *kind: str,
+    app: str = "confluent_producer.py",
+    **env: str,
+) -> None:
+    stdout = _run(receiver, app, bootstrap, topic, str(COUNT), *kind, service="orders-api", **env)
+    assert f"sent {COUNT}" in stdout
+
+
+def _consume(
+    receiver: OtlpReceiver,
+    bootstrap: str,
+    topic: str,
+    mode: str,
+    app: str = "confluent_consumer.py",
+    **env: str,
+) -> None:
+    stdout = _run(
+        receiver,
+        app,
+        bootstrap,
+        topic,
+        str(COUNT),
+        mode,
+        unique_topic("group"),
+        service="orders-consumer",
+        **env,
+    )
+    assert f"consumed {COUNT}" in stdout
+
+
+def _assert_one_trace_per_message(receiver: OtlpReceiver, topic: str) -> None:
+    spans = receiver.wait_for_spans(count_named(f"process {topic}", COUNT), timeout=20)
+    sends = named(spans, f"send {topic}")
+    processes = named(spans, f"process {topic}")
+    assert len(sends) == COUNT and len(processes) == COUNT
+    assert {span.service_name for span in sends} == {"orders-api"}
+    assert {span.service_name for span in processes} == {"orders-consumer"}
+    assert_process_spans_are_children_of_sends(sends, processes)
+    assert len({span.trace_id for span in sends}) == COUNT, "one trace per message"
+
+
+@pytest.mark.parametrize("mode", ["poll", "consume"])
+def test_producer_and_consumer_apps_make_one_trace_per_message_and_emit_metrics(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str
+) -> None:
+    _produce(otlp_receiver, bootstrap, topic, "plain")
+    _consume(otlp_receiver, bootstrap, topic, mode)
+
+    _assert_one_trace_per_message(otlp_receiver, topic)
+    spans = otlp_receiver.spans()
+    sends = named(spans, f"send {topic}")
+    assert {span.attributes["messaging.client.id"] for span in sends} == {"orders-producer"}
+    polls = named(spans, f"poll {topic}")
+    if mode == "consume":
+        assert polls and {span.kind for span in polls} == {"CLIENT"}
+        assert sum(span.attributes["messaging.batch.message_count"] for span in polls) == COUNT
+        assert {link.span_id for span in polls for link in span.links} == {
+            span.span_id for span in sends
+        }
+    else:
+        assert polls == []
+
+    points = [
+        point
+        for point in otlp_receiver.metric_points()
+        if point.attributes.get("messaging.destination.name") == topic
+        and point.attributes.get("messaging.system") == "kafka"
+    ]
+    assert {
+        ("orders-api", "messaging.client.sent.messages"),
+        ("orders-api", "messaging.client.operation.duration"),
+        ("orders-consumer", "messaging.client.consumed.messages"),
+        ("orders-consumer", "messaging.process.duration"),
+        ("orders-consumer", "kafka_autotrace.record.age"),
+    } <= {(point.service_name, point.name) for point in points}
+    sent = [p for p in points if p.name == "messaging.client.sent.messages"]
+    consumed = [p for p in points if p.name == "messaging.client.consumed.messages"]
+    assert max(point.value or 0 for point in sent) == COUNT
+    assert max(point.value or 0 for point in consumed) == COUNT
+
+
+def test_serializing_producer_and_deserializing_consumer_apps_are_linked(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+) -> None:
+    _produce(otlp_receiver, bootstrap, topic, "serializing")
+    _consume(otlp_receiver, bootstrap, topic, "deserializing")
+    _assert_one_trace_per_message(otlp_receiver, topic)
+    keys = {span.attributes["messaging.kafka.message.key"] for span in otlp_receiver.spans()}
+    assert keys == {f"k{index}" for index in range(COUNT)}
+
+
+@pytest.mark.parametrize(
+    ("producer", "consumer"),
+    [
+        pytest.param(
+            ("kafka_python_producer.py",),
+            "confluent_consumer.py",
+            id="kafka-python-to-confluent",
+        ),
+        pytest.param(
+            ("confluent_producer.py", "plain"),
+            "kafka_python_consumer.py",
+            id="confluent-to-kafka-python",
+        ),
+    ],
+)
+def test_a_message_crossing_clients_is_one_trace(
+    otlp_receiver: OtlpReceiver,
+    bootstrap: str,
+    topic: str,
+    producer: tuple[str, ...],
+    consumer: str,
+) -> None:
+    app, *kind = producer
+    _produce(otlp_receiver, bootstrap, topic, *kind, app=app)
+    _consume(otlp_receiver, bootstrap, topic, "poll", app=consumer)
+    _assert_one_trace_per_message(otlp_receiver, topic)
+    assert {span.scope_name for span in otlp_receiver.spans()} == {"kafka_autotrace"}
+
+
+def test_a_confluent_pipeline_stage_keeps_one_trace_over_three_hops(
+    otlp_receiver: OtlpReceiver, bootstrap: str
+) -> None:
+    orders = create_topic(bootstrap, unique_topic("orders"))
+    shipments = create_topic(bootstrap, unique_topic("shipments"))
+    _produce(otlp_receiver, bootstrap, orders, "plain")
+    stdout = _run(
+        otlp_receiver,
+        "confluent_stage.py",
+        bootstrap,
+        orders,
+        shipments,
+        str(COUNT),
+        unique_topic("stage"),
+        service="shipping",
+    )
+    assert f"forwarded {COUNT}" in stdout
+    _consume(otlp_receiver, bootstrap, shipments, "consume")
+
+    spans = otlp_receiver.wait_for_spans(count_named(f"process {shipments}", COUNT), timeout=20)
+    order_sends = named(spans, f"send {orders}")
+    order_processes = named(spans, f"process {orders}")
+    shipment_sends = named(spans, f"send {shipments}")
+    shipment_processes = named(spans, f"process {shipments}")
+    assert_process_spans_are_children_of_sends(order_sends, order_processes)
+    assert_process_spans_are_children_of_sends(shipment_sends, shipment_processes)
+    by_id = {span.span_id: span for span in order_processes}
+    for shipment in shipment_sends:
+        parent = by_id.get(shipment.parent_span_id)
+        assert parent is not None, "the stage's send must be a child of the message it handles"
+        assert shipment.trace_id == parent.trace_id
+    traces = {span.trace_id for span in order_sends}
+    assert len(traces) == COUNT
+    assert {span.trace_id for span in shipment_processes} == traces
+
+
+def test_an_undeliverable_message_gives_an_error_span_and_the_callback_still_gets_it(
+    otlp_receiver: OtlpReceiver,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    stdout = _run(
+        otlp_receiver, "confluent_undeliverable.py", closed, "orders", service="orders-api"
+    )
+    assert "failed _MSG_TIMED_OUT b'lost order'" in stdout
+    assert "left in queue 0" in stdout
+    spans = otlp_receiver.wait_for_spans(count_named("send orders", 1), timeout=20)
+    [span] = named(spans, "send orders")
+    assert span.status_code == "ERROR"
+    assert span.attributes["error.type"] == "_MSG_TIMED_OUT"
+    assert [event.name for event in span.events] == ["exception"]
+
+
+def test_an_asyncio_consumer_app_continues_the_producers_traces(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+) -> None:
+    pytest.importorskip("confluent_kafka.aio", reason="confluent-kafka < 2.12 has no aio")
+    _produce(otlp_receiver, bootstrap, topic, "plain")
+    _consume(otlp_receiver, bootstrap, topic, "poll", app="confluent_aio_consumer.py")
+    _assert_one_trace_per_message(otlp_receiver, topic)
+
+
+def test_confluent_kafka_can_be_disabled_alone(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+) -> None:
+    disabled = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "kafka_autotrace_confluent_kafka"}
+    _produce(otlp_receiver, bootstrap, topic, "plain", **disabled)
+    _consume(otlp_receiver, bootstrap, topic, "iterate", app="kafka_python_consumer.py", **disabled)
+    spans = otlp_receiver.wait_for_spans(count_named(f"process {topic}", COUNT), timeout=20)
+    assert named(spans, f"send {topic}") == []
+    assert all(span.parent_span_id == "" for span in named(spans, f"process {topic}"))

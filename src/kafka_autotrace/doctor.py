@@ -1,0 +1,512 @@
+"""``kafka-autotrace doctor``: will this environment trace its Kafka messages, and if not, why?
+
+Zero-code instrumentation fails silently: a client version out of range, an instrumentor
+switched off in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, a missing exporter or SDK, a broker
+too old for record headers each just mean "no traces", with at most a debug log line. The
+doctor reads the same things ``opentelemetry-instrument`` reads (installed distributions, entry
+points, environment) and says, finding by finding, what it sees and what to change.
+
+Every check is a plain function of its inputs (an environment mapping, a requirement string,
+entry points, bootstrap servers), so each outcome is testable against the real installation and
+a real broker, with no mocks. Findings are data; :meth:`Report.render` is the only formatting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib.metadata
+import logging
+import platform
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+
+from kafka_autotrace import settings as settings_module
+from kafka_autotrace.settings import Settings
+from kafka_autotrace.version import __version__
+
+__all__ = [
+    "CLIENTS",
+    "Client",
+    "Finding",
+    "Report",
+    "Section",
+    "Status",
+    "check_broker",
+    "check_client_version",
+    "check_header_support",
+    "diagnose",
+]
+
+_INSTRUMENTOR_GROUP = "opentelemetry_instrumentor"
+_DISABLED = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+_OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+_OTLP_PACKAGES = {
+    "otlp_proto_grpc": "opentelemetry-exporter-otlp-proto-grpc",
+    "otlp_proto_http": "opentelemetry-exporter-otlp-proto-http",
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""The distribution name at the start of a requirement string (PEP 508)."""
+_HEADERS_SINCE = (0, 11)
+"""Record headers arrived with Kafka 0.11 (KIP-82, Produce API v3)."""
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    INFO = "info"
+    """Neither good nor bad: a value shown for reference."""
+    WARN = "warn"
+    """Tracing works, but probably not as intended."""
+    FAIL = "FAIL"
+    """Something here stops messages from being traced."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: Status
+    text: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    sections: tuple[Section, ...]
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for section in self.sections for f in section.findings if f.status is Status.FAIL]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.failures
+
+    def render(self) -> str:
+        lines = [
+            f"kafka-autotrace doctor (kafka-autotrace {__version__}, "
+            f"Python {platform.python_version()})"
+        ]
+        for section in self.sections:
+            lines += ["", section.title]
+            for finding in section.findings:
+                lines.append(f"  {finding.status.value:<5} {finding.text}")
+                if finding.fix:
+                    lines.append(f"        fix: {finding.fix}")
+        failures = len(self.failures)
+        lines.append("")
+        if failures:
+            lines.append(f"{failures} problem{'s' if failures > 1 else ''} would stop tracing.")
+        else:
+            lines.append("No problem found: Kafka messages will be traced.")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Client:
+    """A Kafka client library, the entry point of our instrumentor for it, and the upstream
+    contrib instrumentor that would trace the same calls a second time."""
+
+    distribution: str
+    entry_point: str
+    upstream_module: str
+    upstream_distribution: str
+
+
+CLIENTS = (
+    Client(
+        "kafka-python",
+        "kafka_autotrace_kafka_python",
+        "opentelemetry.instrumentation.kafka",
+        "opentelemetry-instrumentation-kafka-python",
+    ),
+    Client(
+        "confluent-kafka",
+        "kafka_autotrace_confluent_kafka",
+        "opentelemetry.instrumentation.confluent_kafka",
+        "opentelemetry-instrumentation-confluent-kafka",
+    ),
+)
+
+
+def diagnose(
+    environ: Mapping[str, str],
+    bootstrap_servers: str | None = None,
+    timeout: float = 5.0,
+) -> Report:
+    """Every check, for the environment ``environ`` and, given bootstrap servers, a broker."""
+    instrumentors = _entry_points(_INSTRUMENTOR_GROUP)
+    disabled = _disabled(environ)
+    installed = [client for client in CLIENTS if _installed_version(client.distribution)]
+    client_findings = []
+    instrumentation = []
+    for client in CLIENTS:
+        entry_point = _ours(instrumentors, client)
+        try:
+            requirement = _requirement(entry_point) if entry_point else client.distribution
+        except Exception as exc:
+            requirement = client.distribution
+            instrumentation.append(
+                Finding(Status.FAIL, f"{client.entry_point} cannot be loaded ({exc!r})")
+            )
+        client_findings.append(check_client_version(requirement))
+        if client in installed:
+            registered = check_registered(client, entry_point, disabled)
+            instrumentation.append(registered)
+            active = registered.status is Status.OK
+            instrumentation.append(check_upstream(client, instrumentors, disabled, active))
+    if not installed:
+        names = " or ".join(client.distribution for client in CLIENTS)
+        client_findings.append(
+            Finding(Status.FAIL, "no Kafka client is installed", f"pip install {names}")
+        )
+    instrumentation += [check_sdk(), check_exporter(environ)]
+    sections = [
+        Section("Kafka clients", tuple(client_findings)),
+        Section("Instrumentation under opentelemetry-instrument", tuple(instrumentation)),
+        Section("Configuration", tuple(check_configuration(environ))),
+    ]
+    if bootstrap_servers:
+        distributions = [client.distribution for client in installed]
+        broker = check_broker(bootstrap_servers, timeout, distributions)
+        sections.append(Section(f"Broker {bootstrap_servers}", tuple(broker)))
+    return Report(tuple(sections))
+
+
+def check_client_version(requirement: str) -> Finding:
+    """Whether the client named in ``requirement`` (e.g. ``"kafka-python >= 2.0.2, < 4"``) is
+    installed in a version the instrumentation supports: the same test the instrumentor
+    makes before patching anything. A bare name only reports the installed version."""
+    match = _NAME.match(requirement)
+    name = match.group(0) if match else requirement
+    found = _installed_version(name)
+    if found is None:
+        return Finding(Status.INFO, f"{name} is not installed")
+    if requirement.strip() == name:
+        return Finding(Status.INFO, f"{name} {found} is installed")
+    if get_dependency_conflicts([requirement]) is not None:
+        return Finding(
+            Status.FAIL,
+            f"{name} {found} is not supported ({requirement}): its messages are not traced",
+            f"pip install '{requirement}'",
+        )
+    return Finding(Status.OK, f"{name} {found} is supported ({requirement})")
+
+
+def check_registered(
+    client: Client, entry_point: importlib.metadata.EntryPoint | None, disabled: set[str]
+) -> Finding:
+    """Whether ``opentelemetry-instrument`` will load our instrumentor for ``client``."""
+    name = client.entry_point
+    if entry_point is None:
+        return Finding(
+            Status.FAIL,
+            f"{name} is not registered, so {client.distribution} is not instrumented",
+            "install kafka-autotrace into the environment the application runs in",
+        )
+    if not _enabled(name, disabled):
+        return Finding(
+            Status.FAIL,
+            f"{name} is disabled by {_DISABLED}: {client.distribution} messages are not traced",
+            f"remove {'*' if '*' in disabled else name} from {_DISABLED}",
+        )
+    return Finding(Status.OK, f"{name} is registered and enabled")
+
+
+def check_upstream(
+    client: Client,
+    instrumentors: Sequence[importlib.metadata.EntryPoint],
+    disabled: set[str],
+    ours_active: bool,
+) -> Finding:
+    """Whether an upstream contrib instrumentor would trace ``client`` a second time."""
+    upstream = [ep for ep in instrumentors if ep.value.split(":")[0] == client.upstream_module]
+    enabled = [ep for ep in upstream if _enabled(ep.name, disabled)]
+    if not upstream:
+        return Finding(Status.OK, f"{client.upstream_distribution} (upstream) is not installed")
+    if not enabled:
+        return Finding(Status.OK, f"{client.upstream_distribution} is installed but disabled")
+    if not ours_active:
+        return Finding(
+            Status.INFO, f"{client.upstream_distribution} traces {client.distribution} instead"
+        )
+    names = ",".join(ep.name for ep in enabled)
+    return Finding(
+        Status.FAIL,
+        f"{client.upstream_distribution} is installed and enabled too: every "
+        f"{client.distribution} message would get two send and two process spans, and its "
+        "consumer spans start new traces",
+        f"pip uninstall {client.upstream_distribution}, or add {names} to {_DISABLED}",
+    )
+
+
+def check_sdk() -> Finding:
+    """``opentelemetry-instrument`` patches libraries itself, but only a configurator (normally
+    opentelemetry-distro's) creates the SDK that exports; without one, spans go nowhere."""
+    configurators = _entry_points("opentelemetry_configurator")
+    if not configurators:
+        return Finding(
+            Status.FAIL,
+            "no OpenTelemetry SDK configurator is installed: spans are created but never exported",
+            "pip install opentelemetry-distro",
+        )
+    names = ", ".join(ep.value.split(":")[0] for ep in configurators)
+    return Finding(Status.OK, f"the SDK is configured by {names}")
+
+
+def check_exporter(environ: Mapping[str, str]) -> Finding:
+    """Whether every exporter in ``OTEL_TRACES_EXPORTER`` is installed, resolving ``otlp`` with
+    the protocol exactly as the SDK does (gRPC unless ``OTEL_EXPORTER_OTLP_PROTOCOL`` says
+    otherwise: the most common reason for traces that never leave the process)."""
+    names = [n.strip() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if n.strip()]
+    if not names or names == ["none"]:
+        return Finding(
+            Status.WARN,
+            "OTEL_TRACES_EXPORTER=none: spans are not exported",
+            "set OTEL_TRACES_EXPORTER=otlp",
+        )
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"
+    )
+    available = {ep.name for ep in _entry_points("opentelemetry_traces_exporter")}
+    resolved = []
+    for name in names:
+        entry = _OTLP_BY_PROTOCOL.get(protocol.strip(), "") if name == "otlp" else name
+        if entry not in available:
+            package = _OTLP_PACKAGES.get(entry, f"the package providing the {name!r} exporter")
+            hint = f"pip install {package}"
+            if name == "otlp":
+                hint += ", or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or grpc to match"
+            return Finding(
+                Status.FAIL,
+                f"traces exporter {name!r} (protocol {protocol}) is not installed: "
+                "opentelemetry-instrument cannot export spans",
+                hint,
+            )
+        resolved.append(name if entry == name else f"{name} ({entry})")
+    return Finding(Status.OK, f"traces are exported with {', '.join(resolved)}")
+
+
+def check_configuration(environ: Mapping[str, str]) -> list[Finding]:
+    """The effective ``KAFKA_AUTOTRACE_*`` settings and the OpenTelemetry variables that decide
+    where spans go; values the instrumentation would reject are warnings."""
+    with _captured_warnings(settings_module.__name__) as rejected:
+        effective = Settings.from_env(environ)
+    findings = []
+    for field in dataclasses.fields(Settings):
+        # A setting read from the environment has its variable in an ENV_<FIELD> constant.
+        variable = getattr(settings_module, f"ENV_{field.name.upper()}", None)
+        if variable is None:
+            continue
+        value = _show(getattr(effective, field.name))
+        origin = "" if variable in environ else " (default)"
+        problems = [message for message in rejected if message.startswith(variable)]
+        if problems:
+            text = f"{variable} = {value}, because {problems[0]}"
+            findings.append(Finding(Status.WARN, text, "correct the value or unset the variable"))
+        else:
+            findings.append(Finding(Status.INFO, f"{variable} = {value}{origin}"))
+    if not effective.propagate:
+        findings.append(Finding(Status.WARN, "trace context is not written into produced messages"))
+    service = environ.get("OTEL_SERVICE_NAME")
+    if service or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        findings.append(Finding(Status.INFO, f"OTEL_SERVICE_NAME = {service or '(from resource)'}"))
+    else:
+        findings.append(
+            Finding(
+                Status.WARN,
+                "OTEL_SERVICE_NAME is not set: spans show up as unknown_service",
+                "set OTEL_SERVICE_NAME to the name of the application",
+            )
+        )
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "(default: localhost, port 4317 gRPC / 4318 HTTP)"
+    )
+    findings.append(Finding(Status.INFO, f"OTLP endpoint = {endpoint}"))
+    propagators = environ.get("OTEL_PROPAGATORS", "tracecontext,baggage (default)")
+    if propagators.strip() == "none":
+        findings.append(
+            Finding(
+                Status.WARN,
+                "OTEL_PROPAGATORS=none: no trace context travels with messages",
+                "unset OTEL_PROPAGATORS or include tracecontext",
+            )
+        )
+    else:
+        findings.append(Finding(Status.INFO, f"OTEL_PROPAGATORS = {propagators}"))
+    return findings
+
+
+def check_broker(
+    bootstrap_servers: str, timeout: float, distributions: Sequence[str]
+) -> list[Finding]:
+    """Reach the broker with each installed client, as the application would.
+
+    Record headers need Kafka 0.11 (Produce API v3): without them the trace context cannot
+    travel with a message. kafka-python reports the API version it negotiated through
+    ApiVersions; confluent-kafka does not expose it, so it proves reachability only.
+    """
+    findings = []
+    if "kafka-python" in distributions:
+        findings.append(_probe_kafka_python(bootstrap_servers, timeout))
+    else:
+        findings.append(
+            Finding(Status.INFO, "record header support not checked: it needs kafka-python")
+        )
+    if "confluent-kafka" in distributions:
+        findings.append(_probe_confluent_kafka(bootstrap_servers, timeout))
+    return findings
+
+
+def _probe_kafka_python(bootstrap_servers: str, timeout: float) -> Finding:
+    from kafka import KafkaConsumer
+
+    # kafka-python 3 bounds the bootstrap with bootstrap_timeout_ms; 2.x with the version probe.
+    timeout_key = (
+        "bootstrap_timeout_ms"
+        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG
+        else "api_version_auto_timeout_ms"
+    )
+    try:
+        # The client logs a failed bootstrap at ERROR; the finding says it better.
+        with _captured_warnings("kafka"):
+            consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers, **{timeout_key: int(timeout * 1000)}
+            )
+    except Exception as exc:
+        return _unreachable("kafka-python", bootstrap_servers, timeout, exc)
+    try:
+        return check_header_support(tuple(consumer.config["api_version"]))
+    finally:
+        consumer.close()
+
+
+def check_header_support(api_version: tuple[int, ...]) -> Finding:
+    """The verdict on the API version kafka-python negotiated with the broker (the same value
+    the kafka-python adapter consults before adding trace headers)."""
+    shown = ".".join(map(str, api_version))
+    if api_version < _HEADERS_SINCE:
+        return Finding(
+            Status.FAIL,
+            f"kafka-python reached it; the broker only supports the Kafka {shown} API, older "
+            "than 0.11: messages cannot carry headers, so no trace continues past a producer",
+            "upgrade the broker to Kafka 0.11 or later",
+        )
+    return Finding(
+        Status.OK,
+        f"kafka-python reached it; the broker supports the Kafka {shown} API: "
+        "record headers supported",
+    )
+
+
+def _probe_confluent_kafka(bootstrap_servers: str, timeout: float) -> Finding:
+    from confluent_kafka.admin import AdminClient
+
+    # log_level 0: librdkafka would otherwise log every refused connection to stderr.
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except Exception as exc:
+        return _unreachable("confluent-kafka", bootstrap_servers, timeout, exc)
+    count = len(metadata.brokers)
+    return Finding(
+        Status.OK, f"confluent-kafka reached it; metadata lists {count} broker{'s' * (count > 1)}"
+    )
+
+
+def _unreachable(client: str, bootstrap_servers: str, timeout: float, exc: Exception) -> Finding:
+    reason = str(exc)
+    if not reason.startswith(type(exc).__name__):  # kafka-python's errors name themselves
+        reason = f"{type(exc).__name__}: {reason}"
+    return Finding(
+        Status.FAIL,
+        f"{client} cannot reach {bootstrap_servers} within {timeout:g} s ({reason})",
+        "check the address, that the broker runs, and its advertised.listeners",
+    )
+
+
+def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
+    if sys.version_info >= (3, 10):
+        found = importlib.metadata.entry_points(group=group)
+    else:
+        found = importlib.metadata.entry_points().get(group, ())
+    # The same distribution on sys.path twice lists its entry points twice.
+    return list({(ep.name, ep.value): ep for ep in found}.values())
+
+
+def _ours(
+    instrumentors: Sequence[importlib.metadata.EntryPoint], client: Client
+) -> importlib.metadata.EntryPoint | None:
+    for entry_point in instrumentors:
+        if entry_point.name == client.entry_point and entry_point.value.startswith(
+            "kafka_autotrace."
+        ):
+            return entry_point
+    return None
+
+
+def _requirement(entry_point: importlib.metadata.EntryPoint) -> str:
+    """The supported range, as the instrumentor itself declares it."""
+    requirement: str = entry_point.load().requirement
+    return requirement
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _disabled(environ: Mapping[str, str]) -> set[str]:
+    """Entry point names switched off, parsed as opentelemetry-instrument parses them."""
+    return {name.strip() for name in environ.get(_DISABLED, "").split(",") if name.strip()}
+
+
+def _enabled(entry_point_name: str, disabled: set[str]) -> bool:
+    return "*" not in disabled and entry_point_name not in disabled
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(value) or "(none)"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _captured_warnings(logger_name: str) -> Iterator[list[str]]:
+    """Collect what a logger (and its children) warn about, instead of printing it: the
+    settings parser reports a rejected value only through its log, which the doctor turns into
+    a finding, and a client's own error log would only repeat a finding."""
+    logger = logging.getLogger(logger_name)
+    collector = _Collector()
+    logger.addHandler(collector)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield collector.messages
+    finally:
+        logger.removeHandler(collector)
+        logger.propagate = propagate
