@@ -2,17 +2,23 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# kafka-python releases the instrumentation is tested against besides the newest.
+# Client releases the instrumentation is tested against besides the newest.
 KAFKA_PYTHON_MATRIX ?= 2.0.2 2.3.3
+CONFLUENT_KAFKA_MATRIX ?= 2.0.2
+INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-kafka-python-matrix lint clean
+.PHONY: install demo test test-unit test-client-matrix lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# Reinstalled only when the project's dependencies change, so repeated targets start at once.
+$(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
 
 ## demo: an embedded broker, a three-stage pipeline run unmodified under opentelemetry-instrument,
 ## and a waterfall of the traces it made; stops everything it started.
@@ -20,23 +26,31 @@ demo: install
 	$(BIN)/python demo/run.py
 
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end), then the
-## kafka-python tests again on the other supported kafka-python releases, then coexistence with
+## client tests again on the oldest supported releases of each client, then coexistence with
 ## the upstream contrib Kafka instrumentations.
 test: install
 	$(BIN)/python -m pytest
-	$(MAKE) test-kafka-python-matrix
+	$(MAKE) test-client-matrix
 	$(MAKE) test-coexistence
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
-test-kafka-python-matrix: install
+test-client-matrix: install
 	@for version in $(KAFKA_PYTHON_MATRIX); do \
 		env=$(VENV)-kafka-python-$$version; \
 		echo "== kafka-python $$version"; \
 		[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
 		$$env/bin/python -m pip install --quiet -e '.[test]' "kafka-python==$$version" || exit 1; \
 		$$env/bin/python -m pytest tests/test_kafka_python.py e2e/test_kafka_python_e2e.py || exit 1; \
+	done
+	@for version in $(CONFLUENT_KAFKA_MATRIX); do \
+		env=$(VENV)-confluent-kafka-$$version; \
+		echo "== confluent-kafka $$version"; \
+		[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
+		$$env/bin/python -m pip install --quiet -e '.[test]' "confluent-kafka==$$version" || exit 1; \
+		$$env/bin/python -m pytest tests/test_confluent_kafka.py tests/test_confluent_aio.py \
+			e2e/test_confluent_e2e.py || exit 1; \
 	done
 
 ## bench: throughput and per-message cost, uninstrumented vs upstream contrib vs kafka-autotrace,
@@ -73,4 +87,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(VENV)-kafka-python-* $(VENV)-upstream-contrib build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-kafka-python-* $(VENV)-confluent-kafka-* $(VENV)-upstream-contrib build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
