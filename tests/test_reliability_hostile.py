@@ -80,14 +80,22 @@ byte_values = st.one_of(
     st.just(b"tenant=\xff, k=v;p=1"),
     huge,
 )
+
+
+def text(max_size: int) -> st.SearchStrategy[str]:
+    """Any text but lone surrogates: confluent-kafka 2.16 segfaults on a header name holding one,
+    instrumented or not, so no test can compare its behaviour with ours on them."""
+    return st.text(st.characters(exclude_categories=("Cs",)), max_size=max_size)
+
+
 odd_values = st.one_of(
     st.none(),
     traceparents.map(bytes.decode),
-    st.text(max_size=20),
+    text(max_size=20),
     st.integers(),
     st.builds(bytearray, st.binary(max_size=8)),
 )
-header_keys = st.one_of(st.sampled_from(TRACE_KEYS), st.text(max_size=12))
+header_keys = st.one_of(st.sampled_from(TRACE_KEYS), text(max_size=12))
 odd_keys = st.one_of(st.binary(max_size=6), st.none(), st.integers())
 valid_items = st.tuples(header_keys, byte_values)
 odd_items = st.one_of(
@@ -97,7 +105,7 @@ odd_items = st.one_of(
     st.tuples(header_keys, byte_values, byte_values),
     st.lists(st.one_of(header_keys, byte_values), min_size=2, max_size=2),
     st.none(),
-    st.text(max_size=3),
+    text(max_size=3),
 )
 header_containers = st.one_of(
     st.none(),
@@ -110,7 +118,7 @@ header_containers = st.one_of(
     st.one_of(
         st.dictionaries(mostly(header_keys, odd_keys), mostly(byte_values, odd_values), max_size=5),
         st.lists(valid_items, max_size=4).map(tuple),
-        st.text(max_size=5),
+        text(max_size=5),
         st.binary(max_size=5),
         st.integers(),
     ),
@@ -119,7 +127,7 @@ payloads = mostly(
     st.binary(max_size=32),
     st.one_of(
         st.none(),
-        st.text(max_size=8),
+        text(max_size=8),
         st.integers(),
         st.builds(bytearray, st.binary(max_size=8)),
         st.builds(memoryview, st.binary(max_size=8)),
@@ -489,7 +497,10 @@ def test_confluent_produce_behaves_exactly_as_uninstrumented(
 # Header names without NUL: librdkafka takes them as C strings and cuts them at the first one.
 wire_headers = st.lists(
     st.tuples(
-        st.one_of(st.sampled_from(TRACE_KEYS), st.text(st.characters(exclude_characters="\0"))),
+        st.one_of(
+            st.sampled_from(TRACE_KEYS),
+            st.text(st.characters(exclude_characters="\0", exclude_categories=("Cs",))),
+        ),
         st.one_of(st.none(), byte_values),
     ),
     max_size=6,
