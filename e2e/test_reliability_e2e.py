@@ -84,6 +84,12 @@ def throughput(client: str, bootstrap: str, endpoint: str) -> tuple[dict[str, fl
     return rates, exit_s
 
 
+# Loose on purpose: one short run on a shared 2-core machine varies by 2x or more, while an
+# exporter that blocked the application's thread would cost it orders of magnitude. The
+# measured rates are soak/otlp_outage.py's job.
+STALL_RATIO = 0.2
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_collector_down_or_hung_neither_slows_nor_hangs_the_app(
     client: str, bootstrap: str
@@ -94,7 +100,9 @@ def test_a_collector_down_or_hung_neither_slows_nor_hangs_the_app(
             rates, exit_s = throughput(client, bootstrap, endpoint)
             assert exit_s < EXIT_BOUND_S, f"{endpoint}: exit took {exit_s:.1f} s"
             for name, rate in rates.items():
-                assert rate > 0.5 * normal[name], f"{endpoint}: {name} {rate:.0f} vs {normal}"
+                assert rate > STALL_RATIO * normal[name], (
+                    f"{endpoint}: {name} {rate:.0f} vs {normal}"
+                )
         assert hole.connections, "the exporter never reached the black hole"
 
 
