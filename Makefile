@@ -87,4 +87,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(VENV)-kafka-python-* $(VENV)-confluent-kafka-* $(VENV)-upstream-contrib build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-kafka-python-* $(VENV)-confluent-kafka-* $(VENV)-upstream-contrib .venvs build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

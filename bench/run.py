@@ -1,6 +1,6 @@
 """The throughput benchmark: uninstrumented vs upstream contrib vs kafka-autotrace.
 
-    python bench/run.py            # the full run (about 10-15 minutes on 2 cores)
+    python bench/run.py            # the full run (about 8-10 minutes on 2 cores)
     python bench/run.py --quick    # fewer rounds and messages, to try things out
 
 Why it is built this way:
@@ -23,6 +23,7 @@ Writes ``bench/results/latest.json`` (every run and the summary) and prints a ta
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import importlib.resources
 import json
@@ -130,11 +131,17 @@ def environments() -> dict[str, list[str]]:
 
 
 def ensure_venv(name: str, requirements: list[str]) -> Path:
-    """The python of ``.venvs/<name>``, (re)created when its requirements changed."""
+    """The python of ``.venvs/<name>``, (re)created when its requirements changed, or, as it
+    installs this project, when the project's own requirements did."""
     venv = VENVS / name
     python = venv / "bin" / "python"
     stamp = venv / "bench-requirements.txt"
-    wanted = "\n".join(requirements) + "\n"
+    project = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    wanted = (
+        "\n".join(requirements)
+        + (f"\n# pyproject.toml {project}" if "-e" in requirements else "")
+        + "\n"
+    )
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     print(f"== preparing {venv.relative_to(ROOT)} ({' '.join(requirements)})", flush=True)
@@ -545,6 +552,26 @@ def breakdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compared_with_reference(rows: list[dict[str, Any]]) -> str:
+    """The working tree against ``--reference``: throughput and CPU µs added per message."""
+    reference = {
+        (row["operation"], row["setup"]): row for row in rows if row["variant"] == "reference"
+    }
+    lines = [
+        "| operation | set-up | msg/s vs reference | CPU µs added: reference | now |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for row in rows:
+        before = reference.get((row["operation"], row["setup"]))
+        if row["variant"] != "autotrace" or before is None:
+            continue
+        lines.append(
+            f"| {row['operation']} | {row['setup']} | {_fmt(row['vs_reference'], '.2f')}x "
+            f"| {_fmt(before['cpu_us_added'], '.1f')} | {_fmt(row['cpu_us_added'], '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -671,19 +698,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"median of {rounds} rounds; set-ups: "
         + "; ".join(f"{name} = {text}" for name, text in SETUP_TEXT.items())
     )
+    print(
+        "µs added: per message against uninstrumented (wall clock); CPU µs added: the same in "
+        "CPU time of the whole process; floor: CPU µs the SDK takes, in the same process, to "
+        "start and end the same span; vs columns: paired ratios, median over rounds."
+    )
     print()
     print(table(rows))
     print()
     print(breakdown(rows))
     print()
     if reference:
-        print(f"kafka-autotrace (working tree) vs kafka-autotrace from {reference}:")
-        for row in rows:
-            if row["variant"] == "autotrace":
-                print(
-                    f"  {row['operation']:<28} {row['setup']:<10} "
-                    f"{_fmt(row['vs_reference'], '.2f')}x msg/s"
-                )
+        print(f"kafka-autotrace (working tree) vs kafka-autotrace from {reference}:\n")
+        print(compared_with_reference(rows))
         print()
     for verdict in verdicts:
         mark = "met    " if verdict["met"] else "NOT MET"

@@ -350,6 +350,24 @@ def measure_floors(args: argparse.Namespace) -> dict[str, float]:
 # -- entry point ----------------------------------------------------------------------------------
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size.
+
+    Linux keeps ``ru_maxrss`` across ``execve``, so a worker started by a large driver would
+    report the driver's size; the kernel's per-address-space high-water mark (``VmHWM``) starts
+    afresh at exec. Elsewhere, ``ru_maxrss`` (KiB on Linux, bytes on macOS) is the best there is.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
 def _version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
@@ -401,8 +419,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "msg_per_s": args.messages / clock.wall,
         "cpu_us_per_msg": clock.cpu / args.messages * 1e6,
         **(measure_floors(args) if args.floor_iterations else {}),
-        # ru_maxrss is in KiB on Linux.
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "python": sys.version.split()[0],
         "versions": {
             name: _version(name)

@@ -222,17 +222,12 @@ class PendingSend:
         if self._inflight:
             self._telemetry._send_ended()
         try:
-            span = self.span
-            if span.is_recording():
-                # One call: the SDK takes the span's lock once per call, not per attribute.
-                acked: Attributes = {}
+            if self.span.is_recording():
                 if partition is not None and partition >= 0:
-                    acked[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+                    self.span.set_attribute(MESSAGING_DESTINATION_PARTITION_ID, str(partition))
                 if offset is not None and offset >= 0:
-                    acked[MESSAGING_KAFKA_OFFSET] = offset
-                if acked:
-                    span.set_attributes(acked)
-            span.end()
+                    self.span.set_attribute(MESSAGING_KAFKA_OFFSET, offset)
+            self.span.end()
             self._telemetry._sent(self._metric_attributes, self._started, None)
         except Exception:
             _logger.debug("ending a send span failed", exc_info=True)
