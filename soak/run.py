@@ -10,8 +10,9 @@ network is not what is measured), and a periodic metric reader with an exporter 
 same. Every message is sampled. The messages go through a four-partition topic on a private
 noida-db broker (which stalls above ~700k records in one partition) in rounds: send a round's
 messages and wait for every acknowledgement, then consume them, each record handled while its
-process span is current. RSS is read after every round; memory is flat when it stops growing
-once the first tenth of the run (the warm-up) is done.
+process span is current. After every round, RSS and the number of live Python objects (what
+a leak in Python code would grow) are read. RSS also grows while the C allocator's arenas settle
+under several threads; memory is flat when neither grows once that warm-up is done.
 """
 
 from __future__ import annotations
@@ -81,9 +82,6 @@ class KafkaPythonClients:
     def __init__(self, bootstrap: str, topic: str) -> None:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-        from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
-
-        KafkaPythonInstrumentor().instrument()
         self.topic = topic
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         self.consumer = KafkaConsumer(
@@ -106,9 +104,6 @@ class KafkaPythonClients:
 
 class ConfluentClients:
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-
-        ConfluentKafkaInstrumentor().instrument()
         import confluent_kafka
 
         self.topic = topic
@@ -150,9 +145,20 @@ class ConfluentClients:
 def worker(args: argparse.Namespace) -> None:
     """One client's run; prints one JSON line per round."""
     tracer_provider, exported = configure_sdk()
-    clients_class = KafkaPythonClients if args.client == "kafka-python" else ConfluentClients
+    if args.client == "kafka-python":
+        from kafka_autotrace.kafka_python import KafkaPythonInstrumentor as Instrumentor
+
+        clients_class: type[KafkaPythonClients | ConfluentClients] = KafkaPythonClients
+    else:
+        from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor as Instrumentor
+
+        clients_class = ConfluentClients
+    if not args.uninstrumented:
+        Instrumentor().instrument()
     clients = clients_class(args.bootstrap, args.topic)
-    print(json.dumps({"round": 0, "messages": 0, "rss_mib": rss_mib()}), flush=True)
+    gc.collect()
+    first = {"round": 0, "messages": 0, "rss_mib": rss_mib(), "objects": len(gc.get_objects())}
+    print(json.dumps(first), flush=True)
     done, round_index, started = 0, 0, time.monotonic()
     while done < args.messages:
         count = min(args.round, args.messages - done)
@@ -165,6 +171,7 @@ def worker(args: argparse.Namespace) -> None:
             "round": round_index,
             "messages": done,
             "rss_mib": rss_mib(),
+            "objects": len(gc.get_objects()),
             "seconds": time.monotonic() - started,
             "spans_exported": exported.exported,
         }
@@ -184,8 +191,12 @@ def drive(args: argparse.Namespace) -> None:
 
     broker = start_private_broker(Path(tempfile.mkdtemp()) / "broker.log")
     results = {}
+    runs = [(client, False) for client in args.clients.split(",")]
+    if args.control:
+        runs += [(client, True) for client in args.clients.split(",")]
     try:
-        for client in args.clients.split(","):
+        for client, uninstrumented in runs:
+            label = f"{client}{' (control)' if uninstrumented else ''}"
             topic = create_topic(broker.bootstrap_servers, unique_topic("soak"), PARTITIONS)
             command = [
                 sys.executable,
@@ -196,8 +207,9 @@ def drive(args: argparse.Namespace) -> None:
                 f"--topic={topic}",
                 f"--messages={args.messages}",
                 f"--round={args.round}",
+                *(["--uninstrumented"] if uninstrumented else []),
             ]
-            print(f"== {client}: {args.messages:,} messages in rounds of {args.round:,}")
+            print(f"== {label}: {args.messages:,} messages in rounds of {args.round:,}")
             samples = []
             with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
                 assert process.stdout is not None
@@ -207,28 +219,29 @@ def drive(args: argparse.Namespace) -> None:
                     if sample["round"] % 10 == 0:
                         print(f"   {sample}", flush=True)
             if process.returncode != 0:
-                raise SystemExit(f"{client} worker failed with {process.returncode}")
-            results[client] = samples
+                raise SystemExit(f"{label} worker failed with {process.returncode}")
+            results[label] = samples
     finally:
         broker.stop()
 
     print(
-        "\nRSS in MiB: before the first message, after warm-up (10%), middle (50%), end;"
-        " growth from warm-up to end"
+        "\nRSS in MiB before the first message, after 10% (warm-up), 50% and 100% of the run;"
+        " its change over the second half; live Python objects at 50% and 100%"
     )
     print(
-        f"{'client':16} {'messages':>9} {'start':>7} {'warm-up':>8} {'middle':>7} {'end':>7}"
-        f" {'growth':>7} {'msg/s':>7} {'spans exported':>15}"
+        f"{'client':26} {'messages':>9} {'start':>7} {'10%':>7} {'50%':>7} {'100%':>7}"
+        f" {'2nd half':>8} {'objects 50%':>11} {'100%':>7} {'msg/s':>6}"
     )
     for client, samples in results.items():
-        last = samples[-1]
-        warm, middle = at(samples, 0.1), at(samples, 0.5)
+        first, warm, middle, last = samples[0], at(samples, 0.1), at(samples, 0.5), samples[-1]
         print(
-            f"{client:16} {last['messages']:>9,} {samples[0]['rss_mib']:7.1f}"
-            f" {warm['rss_mib']:8.1f} {middle['rss_mib']:7.1f} {last['rss_mib']:7.1f}"
-            f" {last['rss_mib'] - warm['rss_mib']:+7.1f}"
-            f" {2 * last['messages'] / last['seconds']:7.0f} {last['spans_exported']:>15,}"
+            f"{client:26} {last['messages']:>9,} {first['rss_mib']:7.1f} {warm['rss_mib']:7.1f}"
+            f" {middle['rss_mib']:7.1f} {last['rss_mib']:7.1f}"
+            f" {last['rss_mib'] - middle['rss_mib']:+8.1f} {middle['objects']:>11,}"
+            f" {last['objects']:>7,} {2 * last['messages'] / last['seconds']:6.0f}"
         )
+    print("(msg/s: messages sent plus messages consumed, per second of the whole run;")
+    print(" control: the same run with the same SDK and no instrumentation)")
 
 
 def main() -> None:
@@ -236,6 +249,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=500_000, help="per client")
     parser.add_argument("--round", type=int, default=10_000, help="messages per round")
     parser.add_argument("--clients", default="kafka-python,confluent-kafka")
+    parser.add_argument(
+        "--control", action="store_true", help="also run each client without instrumentation"
+    )
+    parser.add_argument("--uninstrumented", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)

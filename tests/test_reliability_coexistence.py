@@ -22,6 +22,7 @@ from typing import Any
 import confluent_kafka
 import pytest
 from confluent_kafka.cimpl import Producer as UntracedProducer
+from support.broker import read_record
 from support.fake_upstream import FakeUpstreamInstrumentor
 from support.otel import RecordingSdk, instrumented, traceparent
 
@@ -127,12 +128,7 @@ def confluent_round_trip(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
     producer.produce(topic, b"v")
     assert producer.flush(10) == 0
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": topic})
-    consumer.assign([confluent_kafka.TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)])
-    message = consumer.poll(10)
-    consumer.close()
-    assert message is not None and message.error() is None
-    return list(message.headers() or [])
+    return list(read_record(bootstrap, topic).headers() or [])
 
 
 ROUND_TRIPS = {

@@ -25,7 +25,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_PARTITION_ID,
     MESSAGING_KAFKA_OFFSET,
 )
-from support.broker import create_topic, unique_topic
+from support.broker import create_topic, read_record, unique_topic
 from support.otel import RecordingSdk, instrumented, traceparent
 
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
@@ -238,10 +238,7 @@ def test_confluent_record_that_fits_only_without_our_headers_is_still_delivered(
         producer.produce(topic, b"z" * (size + 1))
     assert producer.flush(10) == 0
 
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": topic})
-    consumer.assign([confluent_kafka.TopicPartition(topic, 0, reports[0].offset())])
-    record = consumer.poll(10)
-    consumer.close()
+    record = read_record(bootstrap, topic, reports[0].offset())
     assert (record.value(), record.headers()) == (b"y" * size, None)
     delivered = [s for s in confluent_sdk.spans("send") if s.status.is_ok]
     assert len(delivered) == 1, "the delivered record's send span ends without error"

@@ -20,6 +20,7 @@ import kafka
 import pytest
 from confluent_kafka.cimpl import Producer as UntracedProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import StatusCode
@@ -410,5 +411,41 @@ def test_group_rebalances_and_closing_from_another_thread_leak_no_spans(
     # delivery is a message handed to the application, and gets its own span.
     assert distinct() == 600
     assert len(sdk.spans("process")) == len(first.handled) + len(second.handled)
+    assert sdk.open_spans.names() == []
+    assert DETACH_ERROR not in caplog.text
+
+
+# -- several consumers in one thread ------------------------------------------------------------
+
+
+def test_consumers_interleaved_in_one_thread_leave_no_stale_context(
+    bootstrap: str, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loop that polls two consumers in turn (two clusters, a retry topic) ends their process
+    spans out of the order it started them. The record being handled must always be the
+    current span, and once both consumers are closed nothing of theirs may stay current."""
+    producer = UntracedProducer({"bootstrap.servers": bootstrap})
+    for index in range(6):
+        producer.produce(topic, str(index).encode())
+    assert producer.flush(10) == 0
+    with (
+        instrumented(KafkaPythonInstrumentor()) as sdk,
+        instrumented(ConfluentKafkaInstrumentor(), sdk),
+    ):
+        first = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        first.assign([TopicPartition(topic, 0)])
+        second = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": topic})
+        second.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+        handled = []
+        for _ in range(3):
+            for take in (lambda: next(first), lambda: second.poll(10)):
+                take()
+                handled.append(trace.get_current_span().get_span_context().span_id)
+        first.close()
+        second.close()
+        left_current = trace.get_current_span().get_span_context()
+    processes = {span.context.span_id for span in sdk.spans("process")}
+    assert len(processes) == 6 and set(handled) == processes
+    assert not left_current.is_valid, "an ended process span is still current"
     assert sdk.open_spans.names() == []
     assert DETACH_ERROR not in caplog.text

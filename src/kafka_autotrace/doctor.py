@@ -229,7 +229,8 @@ def check_upstream(
     disabled: set[str],
     ours_active: bool,
 ) -> Finding:
-    """Whether an upstream contrib instrumentor would trace ``client`` a second time."""
+    """Whether an upstream contrib instrumentor is enabled beside ours, which then takes over
+    from it (see :mod:`kafka_autotrace.instrumentor`)."""
     upstream = [ep for ep in instrumentors if ep.value.split(":")[0] == client.upstream_module]
     enabled = [ep for ep in upstream if _enabled(ep.name, disabled)]
     if not upstream:
@@ -242,11 +243,12 @@ def check_upstream(
         )
     names = ",".join(ep.name for ep in enabled)
     return Finding(
-        Status.FAIL,
-        f"{client.upstream_distribution} is installed and enabled too: every "
-        f"{client.distribution} message would get two send and two process spans, and its "
-        "consumer spans start new traces",
-        f"pip uninstall {client.upstream_distribution}, or add {names} to {_DISABLED}",
+        Status.WARN,
+        f"{client.upstream_distribution} is installed and enabled too: kafka-autotrace takes "
+        f"over from it at start-up, so each {client.distribution} message is traced once, and "
+        "says so in a warning",
+        f"to make that choice explicit and silence the warning, add {names} to {_DISABLED} "
+        f"(or pip uninstall {client.upstream_distribution})",
     )
 
 

@@ -5,6 +5,12 @@ be a ``with`` block: it is made current when the message is returned and ended a
 consumer's next poll/next/consume/close. That next call may come from another thread or
 another asyncio task than the one that attached the context, where detaching would corrupt or
 log errors; :class:`ProcessScope` detaches only where it attached, and always ends the span.
+
+Nor do scopes end in the order they started when one loop polls several consumers in turn, and
+OpenTelemetry's attach/detach assume that they do: detaching out of order puts back a context
+whose span has ended, which then stays current. So a scope restores the context only when its
+own is current, and then restores the application's context from below every process scope
+stacked in this thread or task, never another scope's.
 """
 
 from __future__ import annotations
@@ -23,9 +29,13 @@ _logger = logging.getLogger(__name__)
 _SUPPRESSED: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "kafka_autotrace_suppressed", default=False
 )
-_ATTACHED_MARKER: contextvars.ContextVar[object] = contextvars.ContextVar(
-    "kafka_autotrace_attached", default=None
+_ATTACHED_MARKER: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "kafka_autotrace_attached", default=False
 )
+_TOP: contextvars.ContextVar[tuple[Context, Context] | None] = contextvars.ContextVar(
+    "kafka_autotrace_top_scope", default=None
+)
+"""The context the last scope attached here and the application context below it."""
 
 
 def is_suppressed() -> bool:
@@ -59,7 +69,16 @@ class ProcessScope:
     ``on_end`` gets the seconds the scope was open: how long the application held the record.
     """
 
-    __slots__ = ("_ended", "_marker_token", "_on_end", "_span", "_started", "_token")
+    __slots__ = (
+        "_base",
+        "_context",
+        "_ended",
+        "_marker_token",
+        "_on_end",
+        "_span",
+        "_started",
+        "_token",
+    )
 
     def __init__(self, span: Span, context: Context, on_end: Callable[[float], None]) -> None:
         """Attach ``context`` (which holds ``span``) to the calling thread or task."""
@@ -67,10 +86,16 @@ class ProcessScope:
         self._on_end = on_end
         self._ended = False
         self._started = time.perf_counter()
+        current = otel_context.get_current()
+        top = _TOP.get()
+        # On top of another consumer's scope, restore what that one would have restored.
+        self._base = top[1] if top is not None and top[0] is current else current
+        self._context = context
         self._token = otel_context.attach(context)
+        _TOP.set((context, self._base))
         # A private variable set in the same context: resetting it succeeds only in the
         # context that attached, which is exactly where the OpenTelemetry token may detach.
-        self._marker_token = _ATTACHED_MARKER.set(self)
+        self._marker_token = _ATTACHED_MARKER.set(True)
 
     def end(self) -> None:
         if self._ended:
@@ -81,7 +106,11 @@ class ProcessScope:
         except ValueError:
             pass  # another thread or task: its context was never ours to restore
         else:
-            otel_context.detach(self._token)
+            if otel_context.get_current() is self._context:
+                otel_context.detach(self._token)
+                if otel_context.get_current() is not self._base:
+                    otel_context.attach(self._base)
+            # else a scope attached later is current: it restores the base when it ends.
         self._span.end()
         self._on_end(time.perf_counter() - self._started)
 

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
 BOOTSTRAP_ENV = "KAFKA_AUTOTRACE_TEST_BOOTSTRAP"
@@ -156,6 +157,22 @@ def create_topic(
         if time.monotonic() > deadline:
             raise TimeoutError(f"topic {name} has no leader for all {partitions} partitions")
         time.sleep(0.05)
+
+
+def read_record(
+    bootstrap_servers: str, topic: str, offset: int = confluent_kafka.OFFSET_BEGINNING
+) -> confluent_kafka.Message:
+    """The record at ``offset`` (the first by default) of partition 0 of ``topic``.
+
+    Read through ``confluent_kafka.Consumer`` as it is at call time, so with a traced consumer
+    while confluent-kafka is instrumented. Fails the test if none arrives within 10 s.
+    """
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap_servers, "group.id": topic})
+    consumer.assign([confluent_kafka.TopicPartition(topic, 0, offset)])
+    message = consumer.poll(10)
+    consumer.close()
+    assert message is not None and message.error() is None, message and message.error()
+    return message
 
 
 def free_port() -> int:

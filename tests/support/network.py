@@ -11,20 +11,17 @@ it, as a collector on another host would, so that it takes no CPU from the appli
 from __future__ import annotations
 
 import abc
+import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import TypeVar
 
 from support.broker import free_port as closed_port
 
 __all__ = ["BlackHole", "OtlpSink", "closed_port"]
 
-_E = TypeVar("_E", bound="_Endpoint")
 
-
-class _Endpoint(abc.ABC):
+class _Endpoint(contextlib.AbstractContextManager["_Endpoint"]):
     """A local server for an exporter, stopped by :meth:`close` or leaving a ``with`` block."""
 
     endpoint: str
@@ -32,15 +29,7 @@ class _Endpoint(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self: _E) -> _E:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
