@@ -75,11 +75,13 @@ test-coexistence: install
 		e2e/test_reliability_coexistence_e2e.py
 
 ## soak: memory over 500,000 messages per client (and, as a control, without instrumentation),
-## then app throughput and exit time with the OTLP collector down or hung (about 25 minutes).
+## memory per send waiting for a broker that is gone (under each in-flight cap), then app
+## throughput and exit time with the OTLP collector down or hung (about 30 minutes).
 ## Prints the figures the README quotes.
 .PHONY: soak
 soak: install
 	$(BIN)/python soak/run.py --control $(SOAK_ARGS)
+	$(BIN)/python soak/inflight.py
 	$(BIN)/python soak/otlp_outage.py $(OUTAGE_ARGS)
 
 lint: install

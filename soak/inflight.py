@@ -20,22 +20,21 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from run import ROOT, VALUE, configure_sdk, rss_mib
 
+TOPIC = "waiting"
 CAPS: tuple[int | None, ...] = (None, 0, 10_000, 100_000)
 """None: not instrumented, what the client alone holds per waiting message."""
 
 
-def worker(client: str, cap: int | None, messages: int) -> dict[str, float]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support.broker import create_topic, start_private_broker
-
+def connected_send(client: str, cap: int | None, bootstrap: str, messages: int) -> Any:
+    """The send method of a producer that has had one message to TOPIC acknowledged (so it has
+    the metadata and a connection) and can queue ``messages`` more; instrumented with ``cap``
+    unless that is None."""
     from kafka_autotrace.settings import Settings
 
-    configure_sdk()
-    broker = start_private_broker(Path(tempfile.mkdtemp()) / "broker.log")
-    topic = create_topic(broker.bootstrap_servers, "waiting")
     settings = Settings(max_inflight_spans=cap or 0)
     if client == "kafka-python":
         import kafka
@@ -45,37 +44,47 @@ def worker(client: str, cap: int | None, messages: int) -> dict[str, float]:
         if cap is not None:
             KafkaPythonInstrumentor().instrument(settings=settings)
         producer = kafka.KafkaProducer(
-            bootstrap_servers=broker.bootstrap_servers,
+            bootstrap_servers=bootstrap,
             linger_ms=1000,
             request_timeout_ms=600_000,
             **({"delivery_timeout_ms": 900_000} if kafka.version.__version__ >= "2.1" else {}),
         )
-        producer.send(topic, VALUE).get(timeout=10)
-        broker.stop()
-        send = producer.send
-    else:
-        import confluent_kafka
+        producer.send(TOPIC, VALUE).get(timeout=10)
+        return producer.send
+    import confluent_kafka
 
-        from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
+    from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 
-        if cap is not None:
-            ConfluentKafkaInstrumentor().instrument(settings=settings)
-        producer = confluent_kafka.Producer(
-            {
-                "bootstrap.servers": broker.bootstrap_servers,
-                "queue.buffering.max.messages": 2 * messages,
-                "message.timeout.ms": 900_000,
-                "log_level": 0,
-            }
-        )
-        producer.produce(topic, VALUE)
-        producer.flush(10)
-        broker.stop()
-        send = producer.produce
+    if cap is not None:
+        ConfluentKafkaInstrumentor().instrument(settings=settings)
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "queue.buffering.max.messages": 2 * messages,
+            "message.timeout.ms": 900_000,
+            "log_level": 0,
+        }
+    )
+    producer.produce(TOPIC, VALUE)
+    producer.flush(10)
+    return producer.produce
+
+
+def worker(client: str, cap: int | None, messages: int) -> dict[str, float]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.broker import create_topic, start_private_broker
+
+    configure_sdk()
+    broker = start_private_broker(Path(tempfile.mkdtemp()) / "broker.log")
+    try:
+        create_topic(broker.bootstrap_servers, TOPIC)
+        send = connected_send(client, cap, broker.bootstrap_servers, messages)
+    finally:
+        broker.stop()  # from now on, nothing is ever acknowledged
     gc.collect()
     before = rss_mib()
     for index in range(messages):
-        send(topic, VALUE, str(index).encode())
+        send(TOPIC, VALUE, str(index).encode())
     gc.collect()
     return {"bytes_per_message": (rss_mib() - before) * 2**20 / messages}
 
