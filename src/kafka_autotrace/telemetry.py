@@ -223,10 +223,14 @@ class PendingSend:
             self._telemetry._send_ended()
         try:
             if self.span.is_recording():
+                # One call: the SDK takes the span's lock and checks its state per call.
+                acknowledged: Attributes = {}
                 if partition is not None and partition >= 0:
-                    self.span.set_attribute(MESSAGING_DESTINATION_PARTITION_ID, str(partition))
+                    acknowledged[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
                 if offset is not None and offset >= 0:
-                    self.span.set_attribute(MESSAGING_KAFKA_OFFSET, offset)
+                    acknowledged[MESSAGING_KAFKA_OFFSET] = offset
+                if acknowledged:
+                    self.span.set_attributes(acknowledged)
             self.span.end()
             self._telemetry._sent(self._metric_attributes, self._started, None)
         except Exception:
