@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from run import BENCH, OPERATIONS, Case, Tansu, ensure_venv, environments, python_for
-from worker import traceparent_for
+from worker import SETUPS, traceparent_for
 
 # Checked from the innermost frame outwards: the first owner found gets the sample, so the
 # SDK's attribute cleaning counts for the spans or the metrics that asked for it.
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--client", required=True, choices=["kafka-python", "confluent-kafka"])
     parser.add_argument("--operation", required=True, choices=["produce", "consume", "poll"])
     parser.add_argument("--variant", default="autotrace", choices=["none", "upstream", "autotrace"])
-    parser.add_argument("--setup", default="sampled", choices=["sampled", "unsampled", "nosdk"])
+    parser.add_argument("--setup", default="sampled", choices=SETUPS)
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)

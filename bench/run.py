@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker import KEY, VALUE, traceparent_for
+from worker import KEY, SETUPS, VALUE, traceparent_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -52,10 +52,10 @@ RESULTS = BENCH / "results"
 UPSTREAM_RELEASE = "0.66b1"
 UPSTREAM_SDK = "1.45.1"  # the SDK release that opentelemetry-instrumentation 0.66b1 goes with
 CASE_TIMEOUT_S = 300.0
-SETUPS = ("sampled", "unsampled", "nosdk")
 VARIANTS = ("upstream", "autotrace")
 SETUP_TEXT = {
     "sampled": "SDK, every message sampled",
+    "spans": "SDK, every message sampled, no meter provider",
     "unsampled": "SDK, parent-based ratio 0",
     "nosdk": "no SDK (API only)",
 }
@@ -540,13 +540,15 @@ def breakdown(rows: list[dict[str, Any]]) -> str:
         if row["variant"] != "autotrace":
             continue
         added, span, histograms = row["cpu_us_added"], row["floor_us"], row.get("metrics_us")
-        header = header_cost.get(row["operation"], 0.0)
+        # Without an SDK there is no span context, so no trace header is sent.
+        sends_header = row["operation"] in header_cost and row["setup"] != "nosdk"
+        header = header_cost[row["operation"]] if sends_header else 0.0
         parts = (added, span, histograms, header)
         rest = added - span - histograms - header if None not in parts else None
         lines.append(
             f"| {row['operation']} | {row['setup']} | {_fmt(added, '.1f')} "
             f"| {_fmt(span, '.1f')} | {_fmt(histograms, '.1f')} "
-            f"| {_fmt(header if row['operation'] in header_cost else None, '.1f')} "
+            f"| {_fmt(header if sends_header else None, '.1f')} "
             f"| {_fmt(rest, '.1f')} |"
         )
     return "\n".join(lines)

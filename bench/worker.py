@@ -37,6 +37,8 @@ POLL_TIMEOUT_S = 5.0
 CONSUME_BATCH = 500
 FLOOR_CHUNKS = 5
 
+SETUPS = ("sampled", "spans", "unsampled", "nosdk")
+"""How OpenTelemetry is configured in a case; :func:`configure_sdk` says what each means."""
 TRACEPARENT_SAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACEPARENT_UNSAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 
@@ -51,7 +53,9 @@ def traceparent_for(setup: str) -> bytes:
 
 
 def configure_sdk(setup: str) -> None:
-    """Install global SDK providers for ``sampled`` / ``unsampled``; nothing for ``nosdk``.
+    """Install global SDK providers for ``sampled`` / ``unsampled``; nothing for ``nosdk``;
+    for ``spans``, every message sampled but no meter provider (what ``opentelemetry-instrument``
+    sets up with ``OTEL_METRICS_EXPORTER=none``), so metric measurements go to the API's no-op.
 
     Spans go through a BatchSpanProcessor to an exporter that drops them, the configuration of
     a real service minus the network. Metrics get a reader that is never collected during the
@@ -78,11 +82,12 @@ def configure_sdk(setup: str) -> None:
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    sampler = DEFAULT_ON if setup == "sampled" else ParentBased(TraceIdRatioBased(0.0))
+    sampler = DEFAULT_ON if setup != "unsampled" else ParentBased(TraceIdRatioBased(0.0))
     tracer_provider = TracerProvider(sampler=sampler)
     tracer_provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
     trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    if setup != "spans":
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
 
 
 def instrument(client: str, variant: str) -> None:
@@ -385,7 +390,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=["none", "header", "upstream", "autotrace"],
         help="header: uninstrumented, but every record sent carries a traceparent header",
     )
-    parser.add_argument("--setup", required=True, choices=["sampled", "unsampled", "nosdk"])
+    parser.add_argument("--setup", required=True, choices=SETUPS)
     parser.add_argument("--messages", type=int, required=True)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--bootstrap", required=True)
