@@ -1,6 +1,6 @@
 """The throughput benchmark: uninstrumented vs upstream contrib vs kafka-autotrace.
 
-    python bench/run.py            # the full run (about 8-10 minutes on 2 cores)
+    python bench/run.py            # the full run (about 10-12 minutes on 2 cores)
     python bench/run.py --quick    # fewer rounds and messages, to try things out
 
 Why it is built this way:
