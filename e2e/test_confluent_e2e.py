@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from support.apps import run_app
 from support.broker import create_topic, unique_topic
-from support.traces import assert_process_spans_are_children_of_sends, count_named, named
+from support.traces import (
+    assert_process_spans_are_children_of_sends,
+    assert_three_hops_in_one_trace,
+    count_named,
+    named,
+)
 
 from kafka_autotrace.receiver import OtlpReceiver
 
@@ -167,20 +172,7 @@ def test_a_confluent_pipeline_stage_keeps_one_trace_over_three_hops(
     _consume(otlp_receiver, bootstrap, shipments, "consume")
 
     spans = otlp_receiver.wait_for_spans(count_named(f"process {shipments}", COUNT), timeout=20)
-    order_sends = named(spans, f"send {orders}")
-    order_processes = named(spans, f"process {orders}")
-    shipment_sends = named(spans, f"send {shipments}")
-    shipment_processes = named(spans, f"process {shipments}")
-    assert_process_spans_are_children_of_sends(order_sends, order_processes)
-    assert_process_spans_are_children_of_sends(shipment_sends, shipment_processes)
-    by_id = {span.span_id: span for span in order_processes}
-    for shipment in shipment_sends:
-        parent = by_id.get(shipment.parent_span_id)
-        assert parent is not None, "the stage's send must be a child of the message it handles"
-        assert shipment.trace_id == parent.trace_id
-    traces = {span.trace_id for span in order_sends}
-    assert len(traces) == COUNT
-    assert {span.trace_id for span in shipment_processes} == traces
+    assert_three_hops_in_one_trace(spans, orders, shipments, COUNT)
 
 
 def test_an_undeliverable_message_gives_an_error_span_and_the_callback_still_gets_it(

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 from support.apps import run_app
 from support.broker import create_topic, unique_topic
-from support.traces import assert_process_spans_are_children_of_sends, count_named, named
+from support.traces import (
+    assert_process_spans_are_children_of_sends,
+    assert_three_hops_in_one_trace,
+    count_named,
+    named,
+)
 
 from kafka_autotrace.receiver import OtlpReceiver
 
@@ -82,20 +87,7 @@ def test_three_hop_pipeline_is_one_trace(otlp_receiver: OtlpReceiver, bootstrap:
     _consume(otlp_receiver, bootstrap, shipments, "iterate")
 
     spans = otlp_receiver.wait_for_spans(count_named(f"process {shipments}", COUNT), timeout=20)
-    order_sends = named(spans, f"send {orders}")
-    order_processes = named(spans, f"process {orders}")
-    shipment_sends = named(spans, f"send {shipments}")
-    shipment_processes = named(spans, f"process {shipments}")
-    assert_process_spans_are_children_of_sends(order_sends, order_processes)
-    assert_process_spans_are_children_of_sends(shipment_sends, shipment_processes)
-    by_id = {span.span_id: span for span in order_processes}
-    for shipment in shipment_sends:
-        parent = by_id.get(shipment.parent_span_id)
-        assert parent is not None, "the stage's send must be a child of the record it handles"
-        assert shipment.trace_id == parent.trace_id
-    traces = {span.trace_id for span in order_sends}
-    assert {span.trace_id for span in shipment_processes} == traces
-    assert len(traces) == COUNT
+    assert_three_hops_in_one_trace(spans, orders, shipments, COUNT)
 
 
 def test_metrics_reach_the_otlp_receiver(

@@ -47,3 +47,24 @@ def assert_process_spans_are_children_of_sends(
         assert process.kind == "CONSUMER" and send.kind == "PRODUCER"
         assert process.trace_id == send.trace_id, f"{record_id(process)} left the trace"
         assert process.parent_span_id == send.span_id, f"{record_id(process)}: wrong parent"
+
+
+def assert_three_hops_in_one_trace(
+    spans: list[ReceivedSpan], orders: str, shipments: str, count: int
+) -> None:
+    """A producer sends ``count`` orders, a stage forwards each as a shipment while handling
+    it, a consumer reads the shipments: each message makes one trace across all three."""
+    order_sends = named(spans, f"send {orders}")
+    order_processes = named(spans, f"process {orders}")
+    shipment_sends = named(spans, f"send {shipments}")
+    shipment_processes = named(spans, f"process {shipments}")
+    assert_process_spans_are_children_of_sends(order_sends, order_processes)
+    assert_process_spans_are_children_of_sends(shipment_sends, shipment_processes)
+    by_id = {span.span_id: span for span in order_processes}
+    for shipment in shipment_sends:
+        parent = by_id.get(shipment.parent_span_id)
+        assert parent is not None, "the stage's send must be a child of the message it handles"
+        assert shipment.trace_id == parent.trace_id
+    traces = {span.trace_id for span in order_sends}
+    assert len(traces) == count
+    assert {span.trace_id for span in shipment_processes} == traces
