@@ -41,7 +41,13 @@ class CallShape:
     def replace(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, value: Any
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """New ``(args, kwargs)`` with ``name`` set to ``value``; the inputs are not mutated."""
+        """New ``(args, kwargs)`` with ``name`` set to ``value``; the inputs are not mutated.
+
+        When the call already passes ``value`` (or leaves ``name`` out and ``value`` is None),
+        the inputs themselves: the call stays exactly as made, with no explicit None added.
+        """
+        if self.get(args, kwargs, name) is value:
+            return args, kwargs
         position = self._positions[name]
         if position < len(args):
             return (*args[:position], value, *args[position + 1 :]), kwargs

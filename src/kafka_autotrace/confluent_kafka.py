@@ -264,9 +264,9 @@ def _traced_call(
     telemetry = ACTIVE.telemetry
     if telemetry is not None and telemetry.settings.propagate:
         headers = shape.get(args, kwargs, "headers")
-        traced = telemetry.headers_for(pending, headers)
-        if traced is not headers:  # nothing to inject without a valid span context
-            args, kwargs = shape.replace(args, kwargs, "headers", traced)
+        args, kwargs = shape.replace(
+            args, kwargs, "headers", telemetry.headers_for(pending, headers)
+        )
     if not state.follows_delivery:
         return args, kwargs, False
     # The first callback argument the caller passed decides, as in the C code.

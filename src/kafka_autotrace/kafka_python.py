@@ -163,8 +163,7 @@ def _send_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
             )
             if pending is not None and _can_inject(producer, headers):
                 traced = telemetry.headers_for(pending, headers)
-                if traced is not headers:  # nothing to inject without a valid span context
-                    call_args, call_kwargs = _SEND.replace(args, kwargs, "headers", traced)
+                call_args, call_kwargs = _SEND.replace(args, kwargs, "headers", traced)
         except Exception:
             _logger.debug("kafka-autotrace: preparing a send span failed", exc_info=True)
         if pending is None:

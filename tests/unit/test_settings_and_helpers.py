@@ -96,6 +96,10 @@ def test_call_shape_reads_and_replaces_positional_and_keyword_arguments() -> Non
     assert new_args == ("t",) and new_kwargs == {"value": b"v", "headers": ["new"]}
     assert kwargs == {"value": b"v"}
 
+    # Replacing a value by itself (an absent one by None) leaves the call as it was made.
+    assert shape.replace(args, kwargs, "headers", None) == (args, kwargs)
+    assert shape.replace(args, kwargs, "headers", None)[1] is kwargs
+
 
 @pytest.mark.parametrize(
     ("key", "expected"),
