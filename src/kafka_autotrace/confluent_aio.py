@@ -109,6 +109,8 @@ class _TracedAIOProducer:
         except BaseException as exception:
             fail_send(pending, exception)
             raise
+        if not pending.tracked:
+            return future
         try:
             future.add_done_callback(partial(_resolved, pending))
         except Exception:

@@ -267,7 +267,7 @@ def _traced_call(
         args, kwargs = shape.replace(
             args, kwargs, "headers", telemetry.headers_for(pending, headers)
         )
-    if not state.follows_delivery:
+    if not state.follows_delivery or not pending.tracked:
         return args, kwargs, False
     # The first callback argument the caller passed decides, as in the C code.
     name = next((name for name in callbacks if shape.given(args, kwargs, name)), callbacks[-1])

@@ -173,6 +173,8 @@ def _send_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
         except BaseException as exception:
             pending.fail_with(exception)
             raise
+        if not pending.tracked:
+            return future
         try:
             future.add_callback(_on_ack, pending)
             future.add_errback(_on_error, pending)

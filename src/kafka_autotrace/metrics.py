@@ -23,6 +23,7 @@ from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from kafka_autotrace.providers import is_api_meter
 from kafka_autotrace.settings import MEMO_LIMIT
 
 # The bucket boundaries the messaging semantic conventions recommend for duration histograms.
@@ -102,7 +103,7 @@ def _sharing_key(meter: Meter) -> object:
     instrumentor gets its own API proxy meter, all of which later resolve to the same SDK
     meter: they share one key.
     """
-    if type(meter).__module__.startswith("opentelemetry.metrics"):
+    if is_api_meter(meter):
         return _API_METERS
     return meter
 

@@ -71,6 +71,7 @@ from kafka_autotrace.propagation import (
     merge_headers,
     span_headers,
 )
+from kafka_autotrace.providers import SdkPresence
 from kafka_autotrace.scope import ProcessScope
 from kafka_autotrace.settings import MEMO_LIMIT, IncomingContext, Settings
 
@@ -167,6 +168,10 @@ class _Destination:
         self.process_duration.record(elapsed, self.process_metrics)
 
 
+def _unmeasured(elapsed: float) -> None:
+    """The end of a process scope that records nothing."""
+
+
 def key_attribute(key: object) -> str | None:
     """The key as the ``messaging.kafka.message.key`` string, None for keys with no safe text
     form (arbitrary objects are not ``str()``-ed: that can be slow or raise)."""
@@ -192,9 +197,19 @@ class PendingSend:
 
     ``inflight`` says whether it counts against the in-flight cap: false for the span-less
     sends past it, whose ``span`` only carries the current context for propagation.
+    ``tracked`` is false for sends made while no SDK records anything (see
+    :meth:`passing_through`): adapters need not follow the broker's answer to those.
     """
 
-    __slots__ = ("_done", "_inflight", "_metric_attributes", "_started", "_telemetry", "span")
+    __slots__ = (
+        "_done",
+        "_inflight",
+        "_metric_attributes",
+        "_started",
+        "_telemetry",
+        "span",
+        "tracked",
+    )
 
     def __init__(
         self,
@@ -209,6 +224,18 @@ class PendingSend:
         self._inflight = inflight
         self._started = time.perf_counter()
         self._done = threading.Lock()
+        self.tracked = True
+
+    @classmethod
+    def passing_through(cls, span: Span) -> PendingSend:
+        """A send with nothing to record: ``span`` (the current one) only carries the trace
+        context on, and its answer changes nothing. Built without the timer and lock a
+        tracked send needs, since with no SDK this is the whole cost of a message."""
+        pending = cls.__new__(cls)
+        pending.span = span
+        pending.tracked = False
+        pending._inflight = False
+        return pending
 
     def __del__(self) -> None:
         """Stop counting a send the client dropped unanswered. Only the counter is touched:
@@ -217,7 +244,7 @@ class PendingSend:
             self._telemetry._send_ended()
 
     def succeed(self, partition: int | None, offset: int | None) -> None:
-        if not self._done.acquire(blocking=False):
+        if not self.tracked or not self._done.acquire(blocking=False):
             return
         if self._inflight:
             self._telemetry._send_ended()
@@ -237,7 +264,7 @@ class PendingSend:
             _logger.debug("ending a send span failed", exc_info=True)
 
     def fail(self, error_type: str, exception: BaseException | None, description: str) -> None:
-        if not self._done.acquire(blocking=False):
+        if not self.tracked or not self._done.acquire(blocking=False):
             return
         if self._inflight:
             self._telemetry._send_ended()
@@ -281,6 +308,7 @@ class KafkaTelemetry:
     ) -> None:
         self.settings = settings
         self._tracer = tracer
+        self._sdk = SdkPresence(tracer, meter)
         self._instruments = MessagingInstruments.create(meter)
         self._produce_hook = produce_hook
         self._consume_hook = consume_hook
@@ -313,6 +341,8 @@ class KafkaTelemetry:
         """
         if not isinstance(topic, str) or self.settings.is_excluded(topic):
             return None
+        if self._sdk.idle():
+            return self._send_passing_through(topic, key, value)
         if not self._admit_send():
             current = get_current_span().get_span_context()
             return PendingSend(
@@ -332,6 +362,17 @@ class KafkaTelemetry:
         if self._produce_hook is not None:
             self._run_hook(self._produce_hook, span, topic, key, value)
         return PendingSend(self, span, destination.send_metrics)
+
+    def _send_passing_through(self, topic: str, key: object, value: object) -> PendingSend | None:
+        """With no SDK, what the API's no-op tracer would do: the current span carries the
+        trace context on, and a send with no context to carry is left as the application
+        made it."""
+        span = get_current_span()
+        if self._produce_hook is not None:
+            self._run_hook(self._produce_hook, span, topic, key, value)
+        if not self.settings.propagate or not span_headers(span):
+            return None
+        return PendingSend.passing_through(span)
 
     def _admit_send(self) -> bool:
         """Count a new send span in, unless the cap is reached; warn once per episode."""
@@ -400,6 +441,8 @@ class KafkaTelemetry:
         if incoming is None:
             incoming = self.incoming_context(headers)
         parent, links = self._parent_and_links(incoming)
+        if self._sdk.idle():
+            return self._pass_through(record, parent)
         destination = self._destination(client, topic)
         attributes = destination.process_attributes.copy()
         partition = accessor.partition(record)
@@ -426,6 +469,17 @@ class KafkaTelemetry:
             self._instruments.record_age.record(age, destination.process_metrics)
         return ProcessScope(span, set_span_in_context(span, parent), destination.processed)
 
+    def _pass_through(self, record: object, parent: Context) -> ProcessScope | None:
+        """With no SDK, what the API's no-op tracer would do: make the producer's context
+        current while the record is handled, so that what it produces carries the trace on.
+        No span, attributes or measurements: nothing would record them."""
+        span = get_current_span(parent)
+        if self._consume_hook is not None:
+            self._run_hook(self._consume_hook, span, record)
+        if parent is otel_context.get_current():
+            return None  # nothing came in to make current
+        return ProcessScope(span, parent, _unmeasured)
+
     def record_poll(
         self,
         records: Sequence[RecordT],
@@ -441,6 +495,8 @@ class KafkaTelemetry:
         incoming contexts, one per record, for the records' process spans to reuse.
         """
         incoming = [self.incoming_context(accessor.headers(record)) for record in records]
+        if self._sdk.idle():
+            return incoming
         topics = sorted({accessor.topic(record) for record in records})
         traced_topics = [topic for topic in topics if not self.settings.is_excluded(topic)]
         if not traced_topics:

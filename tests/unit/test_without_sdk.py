@@ -1,18 +1,27 @@
 """With the OpenTelemetry API alone there is no span context to send: a send must then reach
-the client exactly as the application made it, with no ``headers`` argument added."""
+the client exactly as the application made it, with no ``headers`` argument added, and nothing
+follows its answer, since nothing would record it. Whether an SDK is behind our tracer and
+meter is asked per message until one is (the API's proxies delegate once a global provider is
+set), which only a fresh interpreter can show, with no global provider set yet."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
+import pytest
 from opentelemetry.metrics import NoOpMeter
-from opentelemetry.trace import NoOpTracer
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import INVALID_SPAN, NoOpTracer
 
 from kafka_autotrace.confluent_kafka import ACTIVE, ClientState, _traced_call, _TracedProducer
 from kafka_autotrace.kafka_python import _send_wrapper
 from kafka_autotrace.model import ClientInfo
+from kafka_autotrace.providers import SdkPresence
 from kafka_autotrace.settings import Settings
-from kafka_autotrace.telemetry import KafkaTelemetry
+from kafka_autotrace.telemetry import KafkaTelemetry, PendingSend
 
 
 def _api_only() -> KafkaTelemetry:
@@ -50,19 +59,19 @@ def test_kafka_python_send_keeps_the_application_arguments() -> None:
 
     assert result is future
     assert made == [(args, kwargs)]  # no ``headers=None`` added
-    assert len(future.callbacks) == 2  # the send is still followed to its answer
+    assert future.callbacks == []  # nothing would record the answer
 
 
 def test_confluent_produce_gets_no_headers_argument() -> None:
     telemetry = _api_only()
-    pending = telemetry.start_send(ClientInfo(), "orders", None, b"value", None, None)
-    assert pending is not None
+    assert telemetry.start_send(ClientInfo(), "orders", None, b"value", None, None) is None
+    # Nor when a send is prepared with nothing to inject.
     state = ClientState(ClientInfo(), follows_delivery=False)
     previous, ACTIVE.telemetry = ACTIVE.telemetry, telemetry
     try:
         args, kwargs = ("orders", b"value"), {"key": b"key"}
         call_args, call_kwargs, follows = _traced_call(
-            pending,
+            PendingSend.passing_through(INVALID_SPAN),
             state,
             _TracedProducer._produce_shape,
             _TracedProducer._callbacks,
@@ -73,3 +82,45 @@ def test_confluent_produce_gets_no_headers_argument() -> None:
         ACTIVE.telemetry = previous
     assert (call_args, call_kwargs, follows) == (args, kwargs, False)
     assert "headers" not in call_kwargs
+
+
+def test_explicit_no_op_providers_are_idle_and_an_sdk_on_either_side_is_not() -> None:
+    assert SdkPresence(NoOpTracer(), NoOpMeter("test")).idle()
+    sdk_tracer = TracerProvider().get_tracer("test")
+    sdk_meter = MeterProvider().get_meter("test")
+    assert not SdkPresence(sdk_tracer, NoOpMeter("test")).idle()
+    assert not SdkPresence(NoOpTracer(), sdk_meter).idle()
+
+
+_LATE_SDK = """
+from opentelemetry import metrics, trace
+import time
+from kafka_autotrace.providers import RECHECK_S, SdkPresence
+
+presence = SdkPresence(trace.get_tracer("test"), metrics.get_meter("test"))
+assert presence.idle(), "API proxies with no global provider"
+{set_up}
+deadline = time.monotonic() + 5 * RECHECK_S
+while presence.idle():
+    assert time.monotonic() < deadline, "the proxies delegate to an SDK now"
+"""
+
+
+@pytest.mark.parametrize(
+    "set_up",
+    [
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "trace.set_tracer_provider(TracerProvider())",
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "metrics.set_meter_provider(MeterProvider())",
+    ],
+    ids=["tracer-provider", "meter-provider"],
+)
+def test_an_sdk_set_up_after_instrumentation_is_noticed(set_up: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _LATE_SDK.format(set_up=set_up)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
