@@ -199,6 +199,7 @@ class PendingSend:
     sends past it, whose ``span`` only carries the current context for propagation.
     ``tracked`` is false for sends made while no SDK records anything (see
     :meth:`passing_through`): adapters need not follow the broker's answer to those.
+    ``trace_headers`` holds the propagator's headers when they were already computed.
     """
 
     __slots__ = (
@@ -208,6 +209,7 @@ class PendingSend:
         "_started",
         "_telemetry",
         "span",
+        "trace_headers",
         "tracked",
     )
 
@@ -225,14 +227,17 @@ class PendingSend:
         self._started = time.perf_counter()
         self._done = threading.Lock()
         self.tracked = True
+        self.trace_headers: dict[str, bytes] | None = None
 
     @classmethod
-    def passing_through(cls, span: Span) -> PendingSend:
+    def passing_through(cls, span: Span, trace_headers: dict[str, bytes]) -> PendingSend:
         """A send with nothing to record: ``span`` (the current one) only carries the trace
-        context on, and its answer changes nothing. Built without the timer and lock a
-        tracked send needs, since with no SDK this is the whole cost of a message."""
+        context on, as ``trace_headers``, and its answer changes nothing. Built without the
+        timer and lock a tracked send needs, since with no SDK this is the whole cost of a
+        message."""
         pending = cls.__new__(cls)
         pending.span = span
+        pending.trace_headers = trace_headers
         pending.tracked = False
         pending._inflight = False
         return pending
@@ -370,9 +375,12 @@ class KafkaTelemetry:
         span = get_current_span()
         if self._produce_hook is not None:
             self._run_hook(self._produce_hook, span, topic, key, value)
-        if not self.settings.propagate or not span_headers(span):
+        if not self.settings.propagate:
             return None
-        return PendingSend.passing_through(span)
+        trace_headers = span_headers(span)
+        if not trace_headers:
+            return None
+        return PendingSend.passing_through(span, trace_headers)
 
     def _admit_send(self) -> bool:
         """Count a new send span in, unless the cap is reached; warn once per episode."""
@@ -401,7 +409,10 @@ class KafkaTelemetry:
         """The headers to send: the caller's plus the propagator's, in a new container."""
         if not self.settings.propagate:
             return headers
-        return merge_headers(headers, span_headers(pending.span))
+        trace_headers = pending.trace_headers
+        if trace_headers is None:
+            trace_headers = span_headers(pending.span)
+        return merge_headers(headers, trace_headers)
 
     def _sent(self, attributes: Attributes, started: float, error_type: str | None) -> None:
         if error_type is not None:

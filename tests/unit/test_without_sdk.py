@@ -71,7 +71,7 @@ def test_confluent_produce_gets_no_headers_argument() -> None:
     try:
         args, kwargs = ("orders", b"value"), {"key": b"key"}
         call_args, call_kwargs, follows = _traced_call(
-            PendingSend.passing_through(INVALID_SPAN),
+            PendingSend.passing_through(INVALID_SPAN, {}),
             state,
             _TracedProducer._produce_shape,
             _TracedProducer._callbacks,
