@@ -239,7 +239,7 @@ def start_send(
     telemetry = ACTIVE.telemetry
     if telemetry is None or state.delegated or is_suppressed():
         return None
-    if not is_instrumentation_enabled():
+    if not is_instrumentation_enabled() or telemetry.sends_untouched():
         return None
     return telemetry.start_send(
         state.info,

@@ -152,7 +152,7 @@ def _send_wrapper(telemetry: KafkaTelemetry) -> Wrapper:
     def send(
         wrapped: Callable[..., Any], producer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if is_suppressed() or not is_instrumentation_enabled():
+        if is_suppressed() or not is_instrumentation_enabled() or telemetry.sends_untouched():
             return wrapped(*args, **kwargs)
         pending = None
         call_args, call_kwargs = args, kwargs

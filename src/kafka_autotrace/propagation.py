@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Optional
 
 from opentelemetry import baggage, propagate
+from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
@@ -166,6 +167,13 @@ def extract_context(headers: object) -> Context:
                 )
                 return set_span_in_context(NonRecordingSpan(span_context), Context())
     return w3c.tracecontext.extract(carrier, context=Context(), getter=_GETTER)
+
+
+def nothing_to_propagate() -> bool:
+    """Whether the global propagator writes nothing for the current context: true when that
+    context is empty (no span, no baggage) and the propagator is the W3C default. Any other
+    propagator might write headers of its own even then."""
+    return not otel_context.get_current() and _w3c_propagation().tracecontext is not None
 
 
 def trace_headers(context: Context) -> dict[str, bytes]:

@@ -69,6 +69,7 @@ from kafka_autotrace.propagation import (
     extract_context,
     header_items,
     merge_headers,
+    nothing_to_propagate,
     span_headers,
 )
 from kafka_autotrace.providers import SdkPresence
@@ -329,6 +330,16 @@ class KafkaTelemetry:
         self._over_cap = False
 
     # -- producer ---------------------------------------------------------------------------
+
+    def sends_untouched(self) -> bool:
+        """Whether a send made now reaches the client exactly as the application made it,
+        whatever its arguments: no SDK records it, no hook sees it and the current context
+        has nothing to propagate. Adapters ask this before reading a send's arguments, so
+        that such a send, the common one in a service without an SDK, costs no more than the
+        question."""
+        if self._produce_hook is not None or not self._sdk.idle():
+            return False
+        return not self.settings.propagate or nothing_to_propagate()
 
     def start_send(
         self,

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import pytest
+from opentelemetry import baggage, propagate, trace
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.metrics import NoOpMeter
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import INVALID_SPAN, NoOpTracer
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    NoOpTracer,
+    SpanContext,
+    TraceFlags,
+)
 
 from kafka_autotrace.confluent_kafka import ACTIVE, ClientState, _traced_call, _TracedProducer
 from kafka_autotrace.kafka_python import _send_wrapper
@@ -82,6 +92,89 @@ def test_confluent_produce_gets_no_headers_argument() -> None:
         ACTIVE.telemetry = previous
     assert (call_args, call_kwargs, follows) == (args, kwargs, False)
     assert "headers" not in call_kwargs
+
+
+class _StampPropagator(TextMapPropagator):
+    """A propagator that writes a header even for an empty context."""
+
+    def extract(self, carrier: Any, context: Context | None = None, getter: Any = None) -> Context:
+        return context if context is not None else Context()
+
+    def inject(self, carrier: Any, context: Context | None = None, setter: Any = None) -> None:
+        carrier["x-stamp"] = "1"
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-stamp"}
+
+
+_VALID_SPAN = NonRecordingSpan(
+    SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, TraceFlags(1))
+)
+# What the current context holds, and the headers a send made in it must reach the client with.
+_CONTEXTS: dict[str, tuple[Callable[[], Context], dict[str, bytes] | None]] = {
+    "empty": (Context, None),
+    "span": (
+        lambda: trace.set_span_in_context(_VALID_SPAN),
+        {"traceparent": b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    ),
+    "baggage-only": (lambda: baggage.set_baggage("tenant", "acme"), {"baggage": b"tenant=acme"}),
+}
+
+
+@pytest.mark.parametrize("held", sorted(_CONTEXTS))
+def test_a_send_is_left_untouched_exactly_when_there_is_nothing_to_carry(held: str) -> None:
+    """The shortcut for sends with nothing to do must not skip a send that has something."""
+    make_context, expected = _CONTEXTS[held]
+    telemetry = _api_only()
+    made: list[dict[str, Any]] = []
+
+    def send(*args: Any, **kwargs: Any) -> _Future:
+        made.append(kwargs)
+        return _Future()
+
+    token = otel_context.attach(make_context())
+    try:
+        untouched = telemetry.sends_untouched()
+        _send_wrapper(telemetry)(send, _Producer(), ("orders", b"value"), {})
+    finally:
+        otel_context.detach(token)
+    assert untouched is (expected is None)
+    assert (dict(made[0]["headers"]) if "headers" in made[0] else None) == expected
+
+
+def test_a_propagator_other_than_w3c_sees_every_send() -> None:
+    """It may write headers even for an empty context, so no send is skipped for it."""
+    telemetry = _api_only()
+    made: list[dict[str, Any]] = []
+
+    def send(*args: Any, **kwargs: Any) -> _Future:
+        made.append(kwargs)
+        return _Future()
+
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(_StampPropagator())
+    try:
+        assert not telemetry.sends_untouched()
+        _send_wrapper(telemetry)(send, _Producer(), ("orders", b"value"), {})
+    finally:
+        propagate.set_global_textmap(previous)
+    assert made[0]["headers"] == [("x-stamp", b"1")]
+
+
+def test_sends_are_left_to_a_hook_an_sdk_or_with_propagation_off() -> None:
+    hooked = KafkaTelemetry(
+        NoOpTracer(), NoOpMeter("test"), Settings(), produce_hook=lambda *args: None
+    )
+    assert not hooked.sends_untouched()
+    with_sdk = KafkaTelemetry(TracerProvider().get_tracer("test"), NoOpMeter("test"), Settings())
+    assert not with_sdk.sends_untouched()
+    not_propagating = KafkaTelemetry(NoOpTracer(), NoOpMeter("test"), Settings(propagate=False))
+    token = otel_context.attach(trace.set_span_in_context(_VALID_SPAN))
+    try:
+        assert not_propagating.sends_untouched()
+    finally:
+        otel_context.detach(token)
 
 
 def test_explicit_no_op_providers_are_idle_and_an_sdk_on_either_side_is_not() -> None:
