@@ -14,7 +14,8 @@ and that work must be counted.
 The *floor* is what the SDK itself charges for the span we emit: in this same process, with
 the same tracer provider, start and end a span with the same name, kind, parent and attributes,
 many times. Whatever kafka-autotrace adds beyond it is our own overhead, or the metrics: so the
-SDK's price of one histogram measurement with the same attributes is measured too.
+SDK's price of one histogram measurement with the same attributes is measured too, and for
+consumers the least it costs to carry a record's trace on (read it, make it current).
 """
 
 from __future__ import annotations
@@ -334,14 +335,21 @@ def _cpu_us_per_call(call: Callable[[], object], iterations: int) -> float:
 def measure_floors(args: argparse.Namespace) -> dict[str, float]:
     """The SDK's own price, in CPU µs, for what kafka-autotrace records per message: the span
     (start and end), and one histogram measurement with the case's metric attributes (a send
-    records one per message, a processed record two: processing time and time in queue)."""
-    from opentelemetry import metrics, trace
+    records one per message, a processed record two: processing time and time in queue).
+
+    For consumers also the least that carrying a record's trace on costs, with or without an
+    SDK: reading its ``traceparent`` (kafka-autotrace's own reader, which takes a canonical
+    header at half the propagator's price) and making that context current, then restoring
+    the previous one."""
+    from opentelemetry import context, metrics, trace
+
+    from kafka_autotrace.propagation import extract_context
 
     name, kind, attributes, parent = floor_span(args)
     start_span = trace.get_tracer("kafka_autotrace").start_span
     histogram = metrics.get_meter("kafka_autotrace").create_histogram("bench.floor", unit="s")
     metric_attributes = floor_metric_attributes(args)
-    return {
+    floors = {
         "floor_cpu_us": _cpu_us_per_call(
             lambda: start_span(name, context=parent, kind=kind, attributes=attributes).end(),
             args.floor_iterations,
@@ -350,6 +358,13 @@ def measure_floors(args: argparse.Namespace) -> dict[str, float]:
             lambda: histogram.record(0.001, metric_attributes), args.floor_iterations
         ),
     }
+    if args.operation != "produce":
+        headers = [("traceparent", traceparent_for(args.setup))]
+        floors["context_floor_cpu_us"] = _cpu_us_per_call(
+            lambda: context.detach(context.attach(extract_context(headers))),
+            args.floor_iterations,
+        )
+    return floors
 
 
 # -- entry point ----------------------------------------------------------------------------------
