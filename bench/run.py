@@ -449,6 +449,11 @@ Rows = dict[tuple[str, str, str], dict[str, Any]]
 """Summary rows by operation, variant and set-up."""
 
 
+def by_case(rows: list[dict[str, Any]]) -> Rows:
+    """``rows`` indexed for looking up a case's baseline, upstream or header row."""
+    return {(row["operation"], row["variant"], row["setup"]): row for row in rows}
+
+
 @dataclass(frozen=True)
 class Target:
     text: str
@@ -512,11 +517,16 @@ def fixed_costs(row: dict[str, Any], rows: Rows) -> dict[str, float | None]:
     }
 
 
+def measured_sum(parts: Iterable[float | None]) -> float:
+    """The sum of the parts that apply and were measured."""
+    return sum(part for part in parts if part is not None)
+
+
 def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Issue #5's targets, each judged on the kafka-autotrace rows it names, with the µs per
     message the target allows and how many of those the fixed costs take: where they take
     more than all of it, the target is out of reach for any implementation of the model."""
-    by_key: Rows = {(row["operation"], row["variant"], row["setup"]): row for row in rows}
+    by_key = by_case(rows)
     verdicts = []
     for target in TARGETS:
         for row in rows:
@@ -529,7 +539,7 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 value >= target.bound if target.higher_is_better else value <= target.bound
             )
             allowance = target.allowance(row, by_key)
-            fixed = sum(part for part in fixed_costs(row, by_key).values() if part is not None)
+            fixed = measured_sum(fixed_costs(row, by_key).values())
             verdicts.append(
                 {
                     "target": f"{target.setup}: {target.text}",
@@ -582,7 +592,7 @@ def breakdown(rows: list[dict[str, Any]]) -> str:
     """Where kafka-autotrace's added CPU time goes: the fixed costs (see :func:`fixed_costs`)
     and the rest: our code, the propagators, context switching, and the SDK's costs beyond
     its tight-loop floors."""
-    by_key: Rows = {(row["operation"], row["variant"], row["setup"]): row for row in rows}
+    by_key = by_case(rows)
     lines = [
         "| operation | set-up | CPU µs added | SDK span | SDK histograms | client: header "
         "| carrying the context | rest |",
@@ -592,9 +602,7 @@ def breakdown(rows: list[dict[str, Any]]) -> str:
         if row["variant"] != "autotrace":
             continue
         added, parts = row["cpu_us_added"], fixed_costs(row, by_key)
-        rest = None
-        if added is not None:
-            rest = added - sum(part for part in parts.values() if part is not None)
+        rest = None if added is None else added - measured_sum(parts.values())
         lines.append(
             f"| {row['operation']} | {row['setup']} | {_fmt(added, '.1f')} | "
             + " | ".join(_fmt(part, ".1f") for part in parts.values())
