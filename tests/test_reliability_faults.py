@@ -26,16 +26,12 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import StatusCode
 from support.broker import Broker, create_topic, start_private_broker, unique_topic
 from support.network import closed_port
-from support.otel import RecordingSdk, instrumented
+from support.otel import INSTRUMENTORS, RecordingSdk, instrumented
 
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 
 DETACH_ERROR = "Failed to detach context"
-INSTRUMENTORS = {
-    "kafka-python": KafkaPythonInstrumentor,
-    "confluent-kafka": ConfluentKafkaInstrumentor,
-}
 # kafka-python 2.1+ bounds a send by delivery_timeout_ms; 2.0.x only by request retries.
 KAFKA_PYTHON_DELIVERY = (
     {"delivery_timeout_ms": 1500} if kafka.version.__version__ >= "2.1" else {"retries": 0}

@@ -18,10 +18,8 @@ import confluent_kafka
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opentelemetry.trace import use_span
-from support.otel import RecordingSdk, instrumented, traceparent
+from support.otel import INSTRUMENTORS, RecordingSdk, instrumented, traceparent
 
-from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 from kafka_autotrace.model import ClientInfo
 from kafka_autotrace.settings import Settings
 from kafka_autotrace.telemetry import KafkaTelemetry
@@ -70,10 +68,6 @@ def consumed_traceparents(bootstrap: str, topic: str, count: int) -> list[bytes 
 
 
 BURSTS = {"kafka-python": kafka_python_burst, "confluent-kafka": confluent_burst}
-INSTRUMENTORS = {
-    "kafka-python": KafkaPythonInstrumentor,
-    "confluent-kafka": ConfluentKafkaInstrumentor,
-}
 
 
 @pytest.fixture(params=sorted(BURSTS))

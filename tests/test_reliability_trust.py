@@ -21,10 +21,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from support.broker import create_topic, read_record
-from support.otel import RecordingSdk, instrumented
+from support.otel import INSTRUMENTORS, RecordingSdk, instrumented
 
-from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 from kafka_autotrace.settings import IncomingContext, Settings
 
 FORGED_TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
@@ -35,10 +33,6 @@ FORGED_HEADERS = [
 ]
 PAYLOAD = b"PAYLOAD-BYTES-77c1"
 KEY = b"KEY-BYTES-41d0"
-INSTRUMENTORS = {
-    "kafka-python": KafkaPythonInstrumentor,
-    "confluent-kafka": ConfluentKafkaInstrumentor,
-}
 
 
 @dataclass

@@ -17,6 +17,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext
 
+from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
+from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+
+INSTRUMENTORS = {
+    "kafka-python": KafkaPythonInstrumentor,
+    "confluent-kafka": ConfluentKafkaInstrumentor,
+}
+"""Each client's instrumentor, by client name, for tests that run against both."""
+
 
 class OpenSpans(SpanProcessor):  # type: ignore[misc]
     """The spans started and not yet ended: what a leak of open spans would leave behind."""

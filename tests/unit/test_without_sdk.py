@@ -56,20 +56,27 @@ class _Producer:
         self.config: dict[str, Any] = {"bootstrap_servers": "localhost:9092"}
 
 
+class _Send:
+    """kafka-python's ``KafkaProducer.send`` as the wrapper calls it: records each call's
+    arguments and returns one future."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.future = _Future()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Future:
+        self.calls.append((args, kwargs))
+        return self.future
+
+
 def test_kafka_python_send_keeps_the_application_arguments() -> None:
-    made: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    future = _Future()
-
-    def send(*args: Any, **kwargs: Any) -> _Future:
-        made.append((args, kwargs))
-        return future
-
+    send = _Send()
     args, kwargs = ("orders", b"value"), {"key": b"key"}
     result = _send_wrapper(_api_only())(send, _Producer(), args, kwargs)
 
-    assert result is future
-    assert made == [(args, kwargs)]  # no ``headers=None`` added
-    assert future.callbacks == []  # nothing would record the answer
+    assert result is send.future
+    assert send.calls == [(args, kwargs)]  # no ``headers=None`` added
+    assert send.future.callbacks == []  # nothing would record the answer
 
 
 def test_confluent_produce_gets_no_headers_argument() -> None:
@@ -127,12 +134,7 @@ def test_a_send_is_left_untouched_exactly_when_there_is_nothing_to_carry(held: s
     """The shortcut for sends with nothing to do must not skip a send that has something."""
     make_context, expected = _CONTEXTS[held]
     telemetry = _api_only()
-    made: list[dict[str, Any]] = []
-
-    def send(*args: Any, **kwargs: Any) -> _Future:
-        made.append(kwargs)
-        return _Future()
-
+    send = _Send()
     token = otel_context.attach(make_context())
     try:
         untouched = telemetry.sends_untouched()
@@ -140,18 +142,14 @@ def test_a_send_is_left_untouched_exactly_when_there_is_nothing_to_carry(held: s
     finally:
         otel_context.detach(token)
     assert untouched is (expected is None)
-    assert (dict(made[0]["headers"]) if "headers" in made[0] else None) == expected
+    [(_, kwargs)] = send.calls
+    assert (dict(kwargs["headers"]) if "headers" in kwargs else None) == expected
 
 
 def test_a_propagator_other_than_w3c_sees_every_send() -> None:
     """It may write headers even for an empty context, so no send is skipped for it."""
     telemetry = _api_only()
-    made: list[dict[str, Any]] = []
-
-    def send(*args: Any, **kwargs: Any) -> _Future:
-        made.append(kwargs)
-        return _Future()
-
+    send = _Send()
     previous = propagate.get_global_textmap()
     propagate.set_global_textmap(_StampPropagator())
     try:
@@ -159,7 +157,8 @@ def test_a_propagator_other_than_w3c_sees_every_send() -> None:
         _send_wrapper(telemetry)(send, _Producer(), ("orders", b"value"), {})
     finally:
         propagate.set_global_textmap(previous)
-    assert made[0]["headers"] == [("x-stamp", b"1")]
+    [(_, kwargs)] = send.calls
+    assert kwargs["headers"] == [("x-stamp", b"1")]
 
 
 def test_sends_are_left_to_a_hook_an_sdk_or_with_propagation_off() -> None:
