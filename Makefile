@@ -2,9 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Client releases the instrumentation is tested against besides the newest.
-KAFKA_PYTHON_MATRIX ?= 2.0.2 2.3.3
-CONFLUENT_KAFKA_MATRIX ?= 2.0.2
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test test-unit test-client-matrix lint clean
@@ -36,21 +33,15 @@ test: install
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
+# The client releases besides the newest come from the client registry; each gets a virtualenv.
 test-client-matrix: install
-	@for version in $(KAFKA_PYTHON_MATRIX); do \
-		env=$(VENV)-kafka-python-$$version; \
-		echo "== kafka-python $$version"; \
+	@$(BIN)/python -m kafka_autotrace.clients.registry | while read -r client version; do \
+		module=$$(echo $$client | tr - _); \
+		env=$(VENV)-$$client-$$version; \
+		echo "== $$client $$version"; \
 		[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
-		$$env/bin/python -m pip install --quiet -e '.[test]' "kafka-python==$$version" || exit 1; \
-		$$env/bin/python -m pytest tests/test_kafka_python.py e2e/test_kafka_python_e2e.py || exit 1; \
-	done
-	@for version in $(CONFLUENT_KAFKA_MATRIX); do \
-		env=$(VENV)-confluent-kafka-$$version; \
-		echo "== confluent-kafka $$version"; \
-		[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
-		$$env/bin/python -m pip install --quiet -e '.[test]' "confluent-kafka==$$version" || exit 1; \
-		$$env/bin/python -m pytest tests/test_confluent_kafka.py tests/test_confluent_aio.py \
-			e2e/test_confluent_e2e.py || exit 1; \
+		$$env/bin/python -m pip install --quiet -e '.[test]' "$$client==$$version" || exit 1; \
+		$$env/bin/python -m pytest tests/test_$${module}*.py e2e/test_$${module}*_e2e.py || exit 1; \
 	done
 
 ## bench: throughput and per-message cost, uninstrumented vs upstream contrib vs kafka-autotrace,
@@ -77,7 +68,7 @@ test-coexistence: install
 ## soak: memory over 500,000 messages per client (and, as a control, without instrumentation),
 ## memory per send waiting for a broker that is gone (under each in-flight cap), then app
 ## throughput and exit time with the OTLP collector down or hung (about 30 minutes).
-## Prints the figures the README quotes.
+## Prints the figures docs/reliability.md quotes.
 .PHONY: soak
 soak: install
 	$(BIN)/python soak/run.py --control $(SOAK_ARGS)
@@ -90,4 +81,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(VENV)-kafka-python-* $(VENV)-confluent-kafka-* $(VENV)-upstream-contrib .venvs build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-* .venvs build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 from support.broker import Broker, create_topic, start_broker, unique_topic
 from support.exports import Services
 
-from kafka_autotrace.receiver import OtlpReceiver
+from kafka_autotrace.tools.receiver import OtlpReceiver
 
 _BROKER = pytest.StashKey[Broker]()
 

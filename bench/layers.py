@@ -48,11 +48,12 @@ def cores() -> dict[str, Any]:
     from opentelemetry.metrics import NoOpMeter
     from opentelemetry.trace import NoOpTracer
 
-    from kafka_autotrace.confluent_kafka import ACTIVE, ConfluentKafkaInstrumentor
-    from kafka_autotrace.telemetry import KafkaTelemetry
+    from kafka_autotrace.clients.confluent.common import INSTRUMENTER
+    from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
+    from kafka_autotrace.core.telemetry import KafkaTelemetry
 
     ConfluentKafkaInstrumentor().instrument()
-    full = ACTIVE.telemetry
+    full = INSTRUMENTER.telemetry
     assert full is not None
     tracer = trace.get_tracer("kafka_autotrace")
     return {
@@ -84,7 +85,7 @@ def measure(bootstrap: str, topic: str, args: argparse.Namespace) -> dict[str, l
     layers = cores()
     import confluent_kafka
 
-    from kafka_autotrace.confluent_kafka import ACTIVE
+    from kafka_autotrace.clients.confluent.common import INSTRUMENTER
 
     consumer = confluent_kafka.Consumer(
         {
@@ -99,7 +100,7 @@ def measure(bootstrap: str, topic: str, args: argparse.Namespace) -> dict[str, l
     chunks: dict[str, list[float]] = {layer: [] for layer in LAYERS}
     for index in range((args.records - args.warmup) // args.chunk):
         layer = LAYERS[index % len(LAYERS)]
-        ACTIVE.telemetry = layers[layer]
+        INSTRUMENTER.telemetry = layers[layer]
         started = time.process_time()
         read(consumer, args.chunk)
         chunks[layer].append((time.process_time() - started) / args.chunk * 1e6)

@@ -523,7 +523,7 @@ def measured_sum(parts: Iterable[float | None]) -> float:
 
 
 def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue #5's targets, each judged on the kafka-autotrace rows it names, with the µs per
+    """The performance targets, each judged on the kafka-autotrace rows it names, with the µs per
     message the target allows and how many of those the fixed costs take: where they take
     more than all of it, the target is out of reach for any implementation of the model."""
     by_key = by_case(rows)
@@ -563,7 +563,7 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The rows as a Markdown table (it goes into the README as printed)."""
+    """The rows as a Markdown table (it goes into docs/performance.md as printed)."""
     lines = [
         "| operation | set-up | variant | msg/s | µs added | vs uninstr. | vs upstream "
         "| CPU µs added | floor µs | CPU vs floor | peak RSS MiB |",
@@ -795,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(compared_with_reference(rows))
         print()
     print(
-        "Issue #5's targets. allowance: the µs per message kafka-autotrace may add and meet the "
+        "Performance targets. allowance: the µs per message kafka-autotrace may add and meet the "
         "target; fixed costs: the SDK's span and histograms, the client's trace header and "
         "carrying a consumed record's context, measured as above.\n"
     )

@@ -343,7 +343,7 @@ def measure_floors(args: argparse.Namespace) -> dict[str, float]:
     the previous one."""
     from opentelemetry import context, metrics, trace
 
-    from kafka_autotrace.propagation import extract_context
+    from kafka_autotrace.core.propagation import extract_context
 
     name, kind, attributes, parent = floor_span(args)
     start_span = trace.get_tracer("kafka_autotrace").start_span

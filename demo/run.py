@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.apps import INSTRUMENT, app_env  # noqa: E402
 from support.broker import Broker, create_topic, start_private_broker  # noqa: E402
 
-from kafka_autotrace.receiver import OtlpReceiver, ReceivedSpan  # noqa: E402
-from kafka_autotrace.waterfall import glyphs_for, render_traces, summarize  # noqa: E402
+from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan  # noqa: E402
+from kafka_autotrace.tools.waterfall import glyphs_for, render_traces, summarize  # noqa: E402
 
 ORDERS = 5
 TIMEOUT = 60.0

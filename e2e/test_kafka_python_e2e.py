@@ -14,7 +14,7 @@ from support.traces import (
     named,
 )
 
-from kafka_autotrace.receiver import OtlpReceiver
+from kafka_autotrace.tools.receiver import OtlpReceiver
 
 APPS = Path(__file__).parent / "apps"
 COUNT = 5

@@ -15,7 +15,7 @@ from support.apps import run_app
 from support.broker import unique_topic
 from support.traces import assert_process_spans_are_children_of_sends, count_named, named
 
-from kafka_autotrace.receiver import OtlpReceiver
+from kafka_autotrace.tools.receiver import OtlpReceiver
 
 APPS = Path(__file__).parent / "apps"
 COUNT = 5

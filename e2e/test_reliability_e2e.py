@@ -17,7 +17,7 @@ from support.broker import create_topic, unique_topic
 from support.network import BlackHole, OtlpSink, closed_port
 from support.traces import count_named, named
 
-from kafka_autotrace.receiver import OtlpReceiver
+from kafka_autotrace.tools.receiver import OtlpReceiver
 
 APPS = Path(__file__).parent / "apps"
 CLIENTS = ["kafka-python", "confluent-kafka"]

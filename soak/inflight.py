@@ -33,7 +33,7 @@ def connected_send(client: str, cap: int | None, bootstrap: str, messages: int) 
     """The send method of a producer that has had one message to TOPIC acknowledged (so it has
     the metadata and a connection) and can queue ``messages`` more; instrumented with ``cap``
     unless that is None."""
-    from kafka_autotrace.settings import Settings
+    from kafka_autotrace.core.settings import Settings
 
     settings = Settings(max_inflight_spans=cap or 0)
     if client == "kafka-python":

@@ -23,8 +23,8 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, ProxyTracerProvider
 from support.broker import create_topic, read_record, unique_topic
 
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
+from kafka_autotrace.core.sdk import is_api_meter
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
-from kafka_autotrace.providers import is_api_meter
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from support.apps import run_app, start_app, stop_app
 from support.broker import Broker, create_topic, read_log_tail, unique_topic
 
-from kafka_autotrace.receiver import OtlpReceiver
+from kafka_autotrace.tools.receiver import OtlpReceiver
 
 
 def test_kafka_python_round_trip(bootstrap: str, topic: str) -> None:

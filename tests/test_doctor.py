@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from kafka_autotrace import settings as settings_module
-from kafka_autotrace.doctor import (
+from kafka_autotrace.core import settings as settings_module
+from kafka_autotrace.core.settings import Settings
+from kafka_autotrace.tools.doctor import (
     Finding,
     Report,
     Status,
@@ -27,7 +28,6 @@ from kafka_autotrace.doctor import (
     check_header_support,
     diagnose,
 )
-from kafka_autotrace.settings import Settings
 
 CLI = Path(sys.executable).parent / "kafka-autotrace"
 HEALTHY = {"OTEL_SERVICE_NAME": "orders", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}

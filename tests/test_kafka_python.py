@@ -30,8 +30,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from support.broker import start_private_broker
 from support.otel import RecordingSdk
 
+from kafka_autotrace.core.settings import IncomingContext, Settings
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
-from kafka_autotrace.settings import IncomingContext, Settings
 
 # kafka-python 2.0.x asserts on bad headers where 2.1+ raises TypeError.
 BAD_HEADERS = (TypeError, AssertionError)

@@ -45,7 +45,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-from kafka_autotrace.receiver import (
+from kafka_autotrace.tools.receiver import (
     METRICS_PATH,
     TRACES_PATH,
     OtlpReceiver,

@@ -13,6 +13,7 @@ test-coexistence``). In any other environment they are skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -26,8 +27,9 @@ from support.broker import read_record
 from support.fake_upstream import FakeUpstreamInstrumentor
 from support.otel import RecordingSdk, instrumented, traceparent
 
+from kafka_autotrace.clients.registry import KAFKA_PYTHON
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.instrumentor import KafkaClientInstrumentor, Upstream
+from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor, Upstream
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 
 TAKEOVER = "is installed too"
@@ -50,8 +52,13 @@ def takeovers(caplog: pytest.LogCaptureFixture) -> list[str]:
 def fake_upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstreamInstrumentor]:
     monkeypatch.setattr(
         KafkaPythonInstrumentor,
-        "upstream",
-        Upstream("support.fake_upstream", "FakeUpstreamInstrumentor", "fake", "fake-contrib"),
+        "client",
+        dataclasses.replace(
+            KAFKA_PYTHON,
+            upstream=Upstream(
+                "support.fake_upstream", "FakeUpstreamInstrumentor", "fake", "fake-contrib"
+            ),
+        ),
     )
     monkeypatch.delenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", raising=False)
     upstream = FakeUpstreamInstrumentor()
@@ -104,8 +111,8 @@ def test_a_disabled_upstream_is_left_alone(
 
 
 def upstream_of(ours: KafkaClientInstrumentor) -> Any:
-    module = importlib.import_module(ours.upstream.module)
-    return getattr(module, ours.upstream.class_name)()
+    module = importlib.import_module(ours.client.upstream.module)
+    return getattr(module, ours.client.upstream.class_name)()
 
 
 def kafka_python_round_trip(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:

@@ -30,11 +30,11 @@ from opentelemetry.trace import get_current_span
 from support.otel import RecordingSdk, instrumented
 
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
+from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.propagation import extract_context, header_items, merge_headers
+from kafka_autotrace.core.settings import IncomingContext, Settings
+from kafka_autotrace.core.telemetry import KafkaTelemetry
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
-from kafka_autotrace.model import ClientInfo
-from kafka_autotrace.propagation import extract_context, header_items, merge_headers
-from kafka_autotrace.settings import IncomingContext, Settings
-from kafka_autotrace.telemetry import KafkaTelemetry
 
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 INJECTED = {"traceparent": b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"}

@@ -20,9 +20,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opentelemetry.trace import use_span
 from support.otel import INSTRUMENTORS, RecordingSdk, instrumented, traceparent
 
-from kafka_autotrace.model import ClientInfo
-from kafka_autotrace.settings import Settings
-from kafka_autotrace.telemetry import KafkaTelemetry
+from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.settings import Settings
+from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 CAP = 5
 SENT = 12

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from support.broker import create_topic, read_record
 from support.otel import INSTRUMENTORS, RecordingSdk, instrumented
 
-from kafka_autotrace.settings import IncomingContext, Settings
+from kafka_autotrace.core.settings import IncomingContext, Settings
 
 FORGED_TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 FORGED_HEADERS = [

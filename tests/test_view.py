@@ -11,10 +11,10 @@ import pytest
 from opentelemetry.trace import SpanKind
 from support.exports import Services, trace_id
 
-from kafka_autotrace.cli import main
-from kafka_autotrace.receiver import OtlpReceiver
-from kafka_autotrace.view import TraceAssembler, watch
-from kafka_autotrace.waterfall import render_traces
+from kafka_autotrace.tools.cli import main
+from kafka_autotrace.tools.receiver import OtlpReceiver
+from kafka_autotrace.tools.view import TraceAssembler, watch
+from kafka_autotrace.tools.waterfall import render_traces
 
 CLI = Path(sys.executable).parent / "kafka-autotrace"
 PRODUCER, CONSUMER = SpanKind.PRODUCER, SpanKind.CONSUMER
@@ -119,7 +119,7 @@ def test_view_says_how_to_install_the_optional_decoder() -> None:
     sys.modules makes ``import`` fail) shows what a user without it gets."""
     code = (
         "import sys; sys.modules['opentelemetry.proto'] = None\n"
-        "from kafka_autotrace.cli import main\n"
+        "from kafka_autotrace.tools.cli import main\n"
         "sys.exit(main(['view', '--port', '0', '--once']))"
     )
     result = subprocess.run(

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from support.exports import T0, Services, trace_id
 
-from kafka_autotrace.receiver import TRACES_PATH, OtlpReceiver
-from kafka_autotrace.waterfall import ASCII, render_traces, summarize
+from kafka_autotrace.tools.receiver import TRACES_PATH, OtlpReceiver
+from kafka_autotrace.tools.waterfall import ASCII, render_traces, summarize
 
 PRODUCER, CONSUMER = SpanKind.PRODUCER, SpanKind.CONSUMER
 

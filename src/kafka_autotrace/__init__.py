@@ -8,7 +8,7 @@ They can also be used in code::
     KafkaPythonInstrumentor().instrument(tracer_provider=..., meter_provider=...)
 """
 
-from kafka_autotrace.settings import IncomingContext, Settings
+from kafka_autotrace.core.settings import IncomingContext, Settings
 from kafka_autotrace.version import __version__
 
 __all__ = ["IncomingContext", "Settings", "__version__"]

@@ -1,7 +1,7 @@
 """Hand-timed spans from several services, exported over real OTLP/HTTP to a receiver.
 
 Why: the waterfall and the viewer must be tested on what an exporter really sends (protobuf
-through HTTP, decoded by :class:`~kafka_autotrace.receiver.OtlpReceiver`), yet their output
+through HTTP, decoded by :class:`~kafka_autotrace.tools.receiver.OtlpReceiver`), yet their output
 depends on exact times and ids. The real SDK lets both be chosen: explicit start/end times and
 an id generator that counts, so rendered text can be compared exactly.
 """
@@ -34,7 +34,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from kafka_autotrace.receiver import TRACES_PATH
+from kafka_autotrace.tools.receiver import TRACES_PATH
 
 T0 = 1_700_000_000_000_000_000
 """An arbitrary epoch time in ns; span times are given in ms after it."""

@@ -17,14 +17,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext
 
-from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+from kafka_autotrace.clients.registry import CLIENTS
 
-INSTRUMENTORS = {
-    "kafka-python": KafkaPythonInstrumentor,
-    "confluent-kafka": ConfluentKafkaInstrumentor,
-}
-"""Each client's instrumentor, by client name, for tests that run against both."""
+INSTRUMENTORS = {client.distribution: client.load() for client in CLIENTS}
+"""Each client's instrumentor, by client name, for tests that run against every client."""
 
 
 class OpenSpans(SpanProcessor):  # type: ignore[misc]

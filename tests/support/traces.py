@@ -10,7 +10,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_KAFKA_OFFSET,
 )
 
-from kafka_autotrace.receiver import ReceivedSpan
+from kafka_autotrace.tools.receiver import ReceivedSpan
 
 RecordId = tuple[str, str, int]
 

@@ -1,4 +1,4 @@
-"""The benchmark's verdict on issue #5's targets: the µs per message a target allows and the
+"""The benchmark's verdict on its performance targets: the µs per message a target allows and the
 fixed costs held against it are arithmetic on the run's own figures, checked here on made-up
 runs whose answers are worked out by hand."""
 

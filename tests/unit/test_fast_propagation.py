@@ -26,8 +26,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from kafka_autotrace import propagation
-from kafka_autotrace.propagation import (
+from kafka_autotrace.core import propagation
+from kafka_autotrace.core.propagation import (
     extract_context,
     index_headers,
     span_headers,

@@ -7,7 +7,7 @@ from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from kafka_autotrace.propagation import (
+from kafka_autotrace.core.propagation import (
     decode_header_value,
     extract_context,
     header_items,

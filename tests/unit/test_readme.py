@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from kafka_autotrace import settings as settings_module
-from kafka_autotrace.settings import Settings
+from kafka_autotrace.core import settings as settings_module
+from kafka_autotrace.core.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from importlib.metadata import distribution, entry_points
 
 import pytest
 from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
 
-from kafka_autotrace.instrumentor import KafkaClientInstrumentor
-from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
-from kafka_autotrace.telemetry import KafkaTelemetry
+from kafka_autotrace.clients.registry import CLIENTS, KAFKA_PYTHON
+from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 
 def _instrumentor_entry_points() -> dict[str, object]:
@@ -21,9 +23,17 @@ def _instrumentor_entry_points() -> dict[str, object]:
     }
 
 
-def test_kafka_python_entry_point_loads_its_instrumentor() -> None:
-    entry_point = _instrumentor_entry_points()["kafka_autotrace_kafka_python"]
-    assert entry_point.load() is KafkaPythonInstrumentor  # type: ignore[attr-defined]
+def test_the_entry_points_are_the_registry_s_and_load_its_instrumentors() -> None:
+    """pyproject.toml declares the entry points; the registry states the same facts for the
+    doctor, the tests and the client matrix: the two must not drift apart."""
+    registered = _instrumentor_entry_points()
+    assert {name: ep.value for name, ep in registered.items()} == {  # type: ignore[attr-defined]
+        client.entry_point: client.instrumentor for client in CLIENTS
+    }
+    for client in CLIENTS:
+        instrumentor = registered[client.entry_point].load()  # type: ignore[attr-defined]
+        assert issubclass(instrumentor, KafkaClientInstrumentor)
+        assert instrumentor.client is client
 
 
 def test_distribution_level_dependency_check_never_skips_us() -> None:
@@ -33,23 +43,25 @@ def test_distribution_level_dependency_check_never_skips_us() -> None:
 
 
 class _Recorder(KafkaClientInstrumentor):
-    patched: list[KafkaTelemetry]
+    patched: list[KafkaTelemetry | None]
 
-    def _patch(self, telemetry: KafkaTelemetry) -> None:
-        self.patched.append(telemetry)
+    def _patch(self) -> None:
+        self.patched.append(self.instrumenter.telemetry)
 
     def _unpatch(self) -> None:
         self.patched.clear()
 
 
 class _MissingClient(_Recorder):
-    requirement = "kafka-autotrace-no-such-client >= 1"
-    patched: list[KafkaTelemetry] = []  # noqa: RUF012 - per-class record of _patch calls
+    client = dataclasses.replace(KAFKA_PYTHON, requirement="kafka-autotrace-no-such-client >= 1")
+    instrumenter = Instrumenter()
+    patched: list[KafkaTelemetry | None] = []  # noqa: RUF012 - per-class record of _patch calls
 
 
 class _TooOldClient(_Recorder):
-    requirement = "pytest >= 999"
-    patched: list[KafkaTelemetry] = []  # noqa: RUF012 - per-class record of _patch calls
+    client = dataclasses.replace(KAFKA_PYTHON, requirement="pytest >= 999")
+    instrumenter = Instrumenter()
+    patched: list[KafkaTelemetry | None] = []  # noqa: RUF012 - per-class record of _patch calls
 
 
 # opentelemetry-instrument vets the distribution itself and then instruments with

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from kafka_autotrace.calls import CallShape
-from kafka_autotrace.model import parse_bootstrap
-from kafka_autotrace.settings import IncomingContext, Settings
-from kafka_autotrace.telemetry import key_attribute
+from kafka_autotrace.core.adapter import parse_bootstrap
+from kafka_autotrace.core.attributes import key_attribute
+from kafka_autotrace.core.calls import CallShape
+from kafka_autotrace.core.settings import IncomingContext, Settings
 
 
 def test_defaults() -> None:
@@ -120,8 +120,8 @@ def test_a_failing_exception_str_never_escapes_from_ending_a_send_span() -> None
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
-    from kafka_autotrace.model import ClientInfo
-    from kafka_autotrace.telemetry import KafkaTelemetry
+    from kafka_autotrace.core.adapter import ClientInfo, SendAdapter
+    from kafka_autotrace.core.telemetry import KafkaTelemetry
 
     class Hostile(Exception):
         def __str__(self) -> str:
@@ -132,5 +132,5 @@ def test_a_failing_exception_str_never_escapes_from_ending_a_send_span() -> None
     )
     pending = telemetry.start_send(ClientInfo(), "orders", None, b"v", None, None)
     assert pending is not None
-    pending.fail_with(Hostile())
+    SendAdapter().failed(pending, Hostile())
     assert not pending.span.is_recording()

@@ -26,16 +26,29 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from kafka_autotrace.confluent_kafka import ACTIVE, ClientState, _traced_call, _TracedProducer
-from kafka_autotrace.kafka_python import _send_wrapper
-from kafka_autotrace.model import ClientInfo
-from kafka_autotrace.providers import SdkPresence
-from kafka_autotrace.settings import Settings
-from kafka_autotrace.telemetry import KafkaTelemetry, PendingSend
+from kafka_autotrace.clients import kafka_python
+from kafka_autotrace.clients.confluent.classic import _Produce
+from kafka_autotrace.clients.confluent.common import ConfluentState
+from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.sdk import SdkPresence
+from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.settings import Settings
+from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 
 def _api_only() -> KafkaTelemetry:
     return KafkaTelemetry(NoOpTracer(), NoOpMeter("test"), Settings())
+
+
+def _kafka_python_send(
+    telemetry: KafkaTelemetry, send: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+) -> Any:
+    """kafka-python's wrapped ``send`` of a new producer, traced into ``telemetry``."""
+    previous, kafka_python.INSTRUMENTER.telemetry = kafka_python.INSTRUMENTER.telemetry, telemetry
+    try:
+        return kafka_python._SEND.call(send, _Producer(), args, kwargs)
+    finally:
+        kafka_python.INSTRUMENTER.telemetry = previous
 
 
 class _Future:
@@ -72,7 +85,7 @@ class _Send:
 def test_kafka_python_send_keeps_the_application_arguments() -> None:
     send = _Send()
     args, kwargs = ("orders", b"value"), {"key": b"key"}
-    result = _send_wrapper(_api_only())(send, _Producer(), args, kwargs)
+    result = _kafka_python_send(_api_only(), send, args, kwargs)
 
     assert result is send.future
     assert send.calls == [(args, kwargs)]  # no ``headers=None`` added
@@ -83,20 +96,13 @@ def test_confluent_produce_gets_no_headers_argument() -> None:
     telemetry = _api_only()
     assert telemetry.start_send(ClientInfo(), "orders", None, b"value", None, None) is None
     # Nor when a send is prepared with nothing to inject.
-    state = ClientState(ClientInfo(), follows_delivery=False)
-    previous, ACTIVE.telemetry = ACTIVE.telemetry, telemetry
-    try:
-        args, kwargs = ("orders", b"value"), {"key": b"key"}
-        call_args, call_kwargs, follows = _traced_call(
-            PendingSend.passing_through(INVALID_SPAN, {}),
-            state,
-            _TracedProducer._produce_shape,
-            _TracedProducer._callbacks,
-            args,
-            kwargs,
-        )
-    finally:
-        ACTIVE.telemetry = previous
+    produce = _Produce()
+    state = ConfluentState(ClientInfo(), follows_delivery=False)
+    pending = PendingSend.passing_through(INVALID_SPAN, {})
+    args, kwargs = ("orders", b"value"), {"key": b"key"}
+    traced = telemetry.headers_for(pending, produce.shape.get(args, kwargs, "headers"))
+    call_args, call_kwargs = produce.shape.replace(args, kwargs, "headers", traced)
+    follows = produce.delivery_arguments(pending, state, (call_args, call_kwargs)) is not None
     assert (call_args, call_kwargs, follows) == (args, kwargs, False)
     assert "headers" not in call_kwargs
 
@@ -137,8 +143,8 @@ def test_a_send_is_left_untouched_exactly_when_there_is_nothing_to_carry(held: s
     send = _Send()
     token = otel_context.attach(make_context())
     try:
-        untouched = telemetry.sends_untouched()
-        _send_wrapper(telemetry)(send, _Producer(), ("orders", b"value"), {})
+        untouched = telemetry.passes_send_untouched()
+        _kafka_python_send(telemetry, send, ("orders", b"value"), {})
     finally:
         otel_context.detach(token)
     assert untouched is (expected is None)
@@ -153,8 +159,8 @@ def test_a_propagator_other_than_w3c_sees_every_send() -> None:
     previous = propagate.get_global_textmap()
     propagate.set_global_textmap(_StampPropagator())
     try:
-        assert not telemetry.sends_untouched()
-        _send_wrapper(telemetry)(send, _Producer(), ("orders", b"value"), {})
+        assert not telemetry.passes_send_untouched()
+        _kafka_python_send(telemetry, send, ("orders", b"value"), {})
     finally:
         propagate.set_global_textmap(previous)
     [(_, kwargs)] = send.calls
@@ -165,13 +171,13 @@ def test_sends_are_left_to_a_hook_an_sdk_or_with_propagation_off() -> None:
     hooked = KafkaTelemetry(
         NoOpTracer(), NoOpMeter("test"), Settings(), produce_hook=lambda *args: None
     )
-    assert not hooked.sends_untouched()
+    assert not hooked.passes_send_untouched()
     with_sdk = KafkaTelemetry(TracerProvider().get_tracer("test"), NoOpMeter("test"), Settings())
-    assert not with_sdk.sends_untouched()
+    assert not with_sdk.passes_send_untouched()
     not_propagating = KafkaTelemetry(NoOpTracer(), NoOpMeter("test"), Settings(propagate=False))
     token = otel_context.attach(trace.set_span_in_context(_VALID_SPAN))
     try:
-        assert not_propagating.sends_untouched()
+        assert not_propagating.passes_send_untouched()
     finally:
         otel_context.detach(token)
 
@@ -187,7 +193,7 @@ def test_explicit_no_op_providers_are_idle_and_an_sdk_on_either_side_is_not() ->
 _LATE_SDK = """
 from opentelemetry import metrics, trace
 import time
-from kafka_autotrace.providers import RECHECK_S, SdkPresence
+from kafka_autotrace.core.sdk import RECHECK_S, SdkPresence
 
 presence = SdkPresence(trace.get_tracer("test"), metrics.get_meter("test"))
 assert presence.idle(), "API proxies with no global provider"

@@ -9,6 +9,7 @@ span itself; the exported data (a monotonic sum per attribute set) is the same.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
     MESSAGING_CLIENT_SENT_MESSAGES,
     MESSAGING_PROCESS_DURATION,
 )
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
-from kafka_autotrace.providers import is_api_meter
-from kafka_autotrace.settings import MEMO_LIMIT
+from kafka_autotrace.core.sdk import is_api_meter
+from kafka_autotrace.core.settings import MEMO_LIMIT
 
 # The bucket boundaries the messaging semantic conventions recommend for duration histograms.
 DURATION_BUCKETS_S = (
@@ -115,6 +117,16 @@ class MessagingInstruments:
     consumed_messages: MessageCount
     process_duration: Histogram
     record_age: Histogram
+
+    def record_send(
+        self, attributes: Mapping[str, AttributeValue], started: float, error_type: str | None
+    ) -> None:
+        """Count a send the broker answered and record how long that took since
+        ``started`` (a perf counter)."""
+        if error_type is not None:
+            attributes = {**attributes, ERROR_TYPE: error_type}
+        self.operation_duration.record(time.perf_counter() - started, attributes)
+        self.sent_messages.add(1, attributes)
 
     @classmethod
     def create(cls, meter: Meter) -> MessagingInstruments:

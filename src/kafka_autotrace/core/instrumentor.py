@@ -1,5 +1,6 @@
 """What every kafka-autotrace instrumentor shares: dependency check, telemetry set-up, undo,
-and taking over from the upstream instrumentor of the same client.
+and taking over from the upstream instrumentor of the same client. Each client is described
+once, by a :class:`ClientSpec` in :mod:`kafka_autotrace.clients.registry`.
 
 ``opentelemetry-instrument`` checks the ``instruments`` extra of a distribution as a whole, so a
 package that declared both Kafka clients there would be skipped whenever only one is installed.
@@ -35,8 +36,9 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from kafka_autotrace.settings import Settings
-from kafka_autotrace.telemetry import KafkaTelemetry
+from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.settings import Settings
+from kafka_autotrace.core.telemetry import KafkaTelemetry
 from kafka_autotrace.version import __version__
 
 _logger = logging.getLogger(__name__)
@@ -54,6 +56,30 @@ class Upstream:
     distribution: str
 
 
+@dataclass(frozen=True)
+class ClientSpec:
+    """The facts about one supported client library, stated once."""
+
+    distribution: str
+    """Its distribution name, e.g. ``kafka-python``."""
+    requirement: str
+    """The supported range, e.g. ``"kafka-python >= 2.0.2, < 4"``."""
+    entry_point: str
+    """Our ``opentelemetry_instrumentor`` entry point name for it."""
+    instrumentor: str
+    """Where that entry point leads, as ``module:attribute``."""
+    upstream: Upstream
+    """The contrib instrumentor we take over from."""
+    tested_releases: tuple[str, ...]
+    """Releases the test suite runs against besides the newest (the oldest supported first)."""
+
+    def load(self) -> type[KafkaClientInstrumentor]:
+        """The instrumentor class, imported as ``opentelemetry-instrument`` would."""
+        module, _, attribute = self.instrumentor.partition(":")
+        loaded: type[KafkaClientInstrumentor] = getattr(importlib.import_module(module), attribute)
+        return loaded
+
+
 def _stand_aside(**kwargs: Any) -> None:
     """The upstream instrumentor's ``_instrument`` and ``_uninstrument`` while we trace."""
 
@@ -68,27 +94,24 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
     """Base of the per-client instrumentors.
 
     ``instrument()`` accepts the usual ``tracer_provider`` and ``meter_provider``, plus
-    ``settings`` (a :class:`~kafka_autotrace.settings.Settings`; default: from the
+    ``settings`` (a :class:`~kafka_autotrace.core.settings.Settings`; default: from the
     environment), ``produce_hook(span, topic, key, value)`` and ``consume_hook(span, record)``.
     """
 
-    requirement: str
-    """The supported range of the client distribution, e.g. ``"kafka-python >= 2.0.2, < 4"``."""
-    entry_point: str
-    """Our ``opentelemetry_instrumentor`` entry point name for this client."""
-    upstream: Upstream
-    """The contrib instrumentor we take over from."""
+    client: ClientSpec
+    instrumenter: Instrumenter
+    """Where the adapter's wrappers find the telemetry while this instrumentor is on."""
     _upstream_instance: Any = None
     """The upstream instrumentor we stood aside while we trace, to restore on uninstrument."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return (self.requirement,)
+        return (self.client.requirement,)
 
     def _instrument(self, **kwargs: Any) -> None:
-        conflict = get_dependency_conflicts([self.requirement])
+        conflict = get_dependency_conflicts([self.client.requirement])
         if conflict is not None:
             if conflict.found is None:
-                _logger.debug("kafka-autotrace: %s is not installed", self.requirement)
+                _logger.debug("kafka-autotrace: %s is not installed", self.client.requirement)
             else:
                 _logger.warning(
                     "kafka-autotrace: %s is not supported (need %s); its messages are not traced",
@@ -115,13 +138,15 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
         except Exception:
             _logger.warning(
                 "kafka-autotrace: could not take over from %s; messages may be traced twice",
-                self.upstream.distribution,
+                self.client.upstream.distribution,
                 exc_info=True,
             )
-        self._patch(telemetry)
+        self.instrumenter.telemetry = telemetry
+        self._patch()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._unpatch()
+        self.instrumenter.telemetry = None
         upstream, self._upstream_instance = self._upstream_instance, None
         if upstream is not None:
             for name in ("_instrument", "_uninstrument"):
@@ -130,7 +155,7 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
 
     def _take_over_from_upstream(self) -> None:
         """Stand the upstream instrumentor aside, unless it is not installed or is disabled."""
-        upstream = self.upstream
+        upstream = self.client.upstream
         if upstream.entry_point in _disabled_instrumentations() or (
             importlib.util.find_spec(upstream.module) is None
         ):
@@ -143,7 +168,7 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
             instance.uninstrument()
         instance._instrument = instance._uninstrument = _stand_aside
         self._upstream_instance = instance
-        client = self.requirement.split()[0]
+        client = self.client.distribution
         _logger.warning(
             "kafka-autotrace: %s is installed too and %s; kafka-autotrace alone traces %s, so "
             "that no message is traced twice. To use %s instead, set "
@@ -153,12 +178,12 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
             "was tracing: it has been switched off" if was_tracing else "will not trace",
             client,
             upstream.distribution,
-            self.entry_point,
+            self.client.entry_point,
             upstream.entry_point,
         )
 
     @abc.abstractmethod
-    def _patch(self, telemetry: KafkaTelemetry) -> None:
+    def _patch(self) -> None:
         """Wrap the client's methods; called once per ``instrument()``."""
 
     @abc.abstractmethod

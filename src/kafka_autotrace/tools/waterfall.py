@@ -2,7 +2,7 @@
 
 Why this exists: the first question about a Kafka pipeline is "did every message make it, and
 where did the time go?". Answering it should not need Jaeger. This module turns
-:class:`~kafka_autotrace.receiver.ReceivedSpan` objects into one waterfall per trace: each hop
+:class:`~kafka_autotrace.tools.receiver.ReceivedSpan` objects into one waterfall per trace: each hop
 with its service, duration and partition/offset, the time a message waited in Kafka between
 its ``send`` and its ``process`` span, a send whose message was never processed flagged
 MISSING, and spans with status ERROR flagged as such.
@@ -30,7 +30,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 if TYPE_CHECKING:
-    from kafka_autotrace.receiver import ReceivedSpan
+    from kafka_autotrace.tools.receiver import ReceivedSpan
 
 __all__ = [
     "ASCII",

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from kafka_autotrace.tools.waterfall import ASCII, glyphs_for
 from kafka_autotrace.version import __version__
-from kafka_autotrace.waterfall import ASCII, glyphs_for
 
 _OTLP_HTTP_PORT = 4318
 
@@ -92,8 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _view(args: argparse.Namespace) -> int:
     try:
-        from kafka_autotrace.receiver import OtlpReceiver
-        from kafka_autotrace.view import TraceAssembler, watch
+        from kafka_autotrace.tools.receiver import OtlpReceiver
+        from kafka_autotrace.tools.view import TraceAssembler, watch
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith(("opentelemetry.proto", "google")):
             raise
@@ -141,7 +141,7 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from kafka_autotrace.doctor import diagnose
+    from kafka_autotrace.tools.doctor import diagnose
 
     report = diagnose(os.environ, args.bootstrap_servers, args.timeout)
     print(report.render())

@@ -63,7 +63,7 @@ class Settings:
     max_inflight_spans: int = DEFAULT_MAX_INFLIGHT_SPANS
     """At most this many send spans wait for the broker's acknowledgement at once; sends past it
     get no span of their own (see :meth:`KafkaTelemetry.start_send
-    <kafka_autotrace.telemetry.KafkaTelemetry.start_send>`)."""
+    <kafka_autotrace.core.telemetry.KafkaTelemetry.start_send>`)."""
     _excluded_cache: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from kafka_autotrace.receiver import OtlpReceiver, ReceivedSpan
-from kafka_autotrace.waterfall import UNICODE, Glyphs, TraceView, consumed_span_ids
+from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan
+from kafka_autotrace.tools.waterfall import UNICODE, Glyphs, TraceView, consumed_span_ids
 
 __all__ = ["ReadyTrace", "TraceAssembler", "watch"]
 

@@ -27,13 +27,13 @@ from typing import Any
 
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 
-from kafka_autotrace import settings as settings_module
-from kafka_autotrace.settings import Settings
+from kafka_autotrace.clients.registry import CLIENTS
+from kafka_autotrace.core import settings as settings_module
+from kafka_autotrace.core.instrumentor import ClientSpec
+from kafka_autotrace.core.settings import Settings
 from kafka_autotrace.version import __version__
 
 __all__ = [
-    "CLIENTS",
-    "Client",
     "Finding",
     "Report",
     "Section",
@@ -112,33 +112,6 @@ class Report:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Client:
-    """A Kafka client library, the entry point of our instrumentor for it, and the upstream
-    contrib instrumentor that would trace the same calls a second time."""
-
-    distribution: str
-    entry_point: str
-    upstream_module: str
-    upstream_distribution: str
-
-
-CLIENTS = (
-    Client(
-        "kafka-python",
-        "kafka_autotrace_kafka_python",
-        "opentelemetry.instrumentation.kafka",
-        "opentelemetry-instrumentation-kafka-python",
-    ),
-    Client(
-        "confluent-kafka",
-        "kafka_autotrace_confluent_kafka",
-        "opentelemetry.instrumentation.confluent_kafka",
-        "opentelemetry-instrumentation-confluent-kafka",
-    ),
-)
-
-
 def diagnose(
     environ: Mapping[str, str],
     bootstrap_servers: str | None = None,
@@ -204,7 +177,7 @@ def check_client_version(requirement: str) -> Finding:
 
 
 def check_registered(
-    client: Client, entry_point: importlib.metadata.EntryPoint | None, disabled: set[str]
+    client: ClientSpec, entry_point: importlib.metadata.EntryPoint | None, disabled: set[str]
 ) -> Finding:
     """Whether ``opentelemetry-instrument`` will load our instrumentor for ``client``."""
     name = client.entry_point
@@ -224,31 +197,31 @@ def check_registered(
 
 
 def check_upstream(
-    client: Client,
+    client: ClientSpec,
     instrumentors: Sequence[importlib.metadata.EntryPoint],
     disabled: set[str],
     ours_active: bool,
 ) -> Finding:
     """Whether an upstream contrib instrumentor is enabled beside ours, which then takes over
-    from it (see :mod:`kafka_autotrace.instrumentor`)."""
-    upstream = [ep for ep in instrumentors if ep.value.split(":")[0] == client.upstream_module]
+    from it (see :mod:`kafka_autotrace.core.instrumentor`)."""
+    upstream = [ep for ep in instrumentors if ep.value.split(":")[0] == client.upstream.module]
     enabled = [ep for ep in upstream if _enabled(ep.name, disabled)]
     if not upstream:
-        return Finding(Status.OK, f"{client.upstream_distribution} (upstream) is not installed")
+        return Finding(Status.OK, f"{client.upstream.distribution} (upstream) is not installed")
     if not enabled:
-        return Finding(Status.OK, f"{client.upstream_distribution} is installed but disabled")
+        return Finding(Status.OK, f"{client.upstream.distribution} is installed but disabled")
     if not ours_active:
         return Finding(
-            Status.INFO, f"{client.upstream_distribution} traces {client.distribution} instead"
+            Status.INFO, f"{client.upstream.distribution} traces {client.distribution} instead"
         )
     names = ",".join(ep.name for ep in enabled)
     return Finding(
         Status.WARN,
-        f"{client.upstream_distribution} is installed and enabled too: kafka-autotrace takes "
+        f"{client.upstream.distribution} is installed and enabled too: kafka-autotrace takes "
         f"over from it at start-up, so each {client.distribution} message is traced once, and "
         "says so in a warning",
         f"to make that choice explicit and silence the warning, add {names} to {_DISABLED} "
-        f"(or pip uninstall {client.upstream_distribution})",
+        f"(or pip uninstall {client.upstream.distribution})",
     )
 
 
@@ -447,7 +420,7 @@ def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
 
 
 def _ours(
-    instrumentors: Sequence[importlib.metadata.EntryPoint], client: Client
+    instrumentors: Sequence[importlib.metadata.EntryPoint], client: ClientSpec
 ) -> importlib.metadata.EntryPoint | None:
     for entry_point in instrumentors:
         if entry_point.name == client.entry_point and entry_point.value.startswith(
@@ -459,7 +432,7 @@ def _ours(
 
 def _requirement(entry_point: importlib.metadata.EntryPoint) -> str:
     """The supported range, as the instrumentor itself declares it."""
-    requirement: str = entry_point.load().requirement
+    requirement: str = entry_point.load().client.requirement
     return requirement
 
 

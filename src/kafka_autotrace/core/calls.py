@@ -10,21 +10,37 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 Arguments = tuple[tuple[Any, ...], dict[str, Any]]
+Message = tuple[Any, Any, Any, Any, Any]
+"""A send's ``(topic, key, value, partition, headers)``."""
+_MESSAGE_FIELDS = ("topic", "key", "value", "partition", "headers")
 
 
 class CallShape:
     """The parameter names of a wrapped method, in order (``self`` excluded), then the names
     it accepts by keyword only."""
 
-    __slots__ = ("_positions",)
+    __slots__ = ("_message_positions", "_positions")
 
     def __init__(self, *names: str, keyword_only: Iterable[str] = ()) -> None:
         self._positions = {name: index for index, name in enumerate(names)}
         # A position no call reaches, so these are only ever read from or added as keywords.
         self._positions.update(dict.fromkeys(keyword_only, sys.maxsize))
+        self._message_positions = tuple(
+            (name, self._positions.get(name, sys.maxsize)) for name in _MESSAGE_FIELDS
+        )
+
+    def message(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Message:
+        """The topic, key, value, partition and headers of a send call, None where left out.
+        Runs per message, so it reads each by its precomputed position."""
+        count = len(args)
+        topic, key, value, partition, headers = (
+            args[position] if position < count else kwargs.get(name)
+            for name, position in self._message_positions
+        )
+        return topic, key, value, partition, headers
 
     def given(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> bool:
         """Whether the caller passed ``name`` at all, even as None: some C functions tell
@@ -54,27 +70,53 @@ class CallShape:
         return args, {**kwargs, name: value}
 
 
+class Rejection(Protocol):
+    """Tells a call the client rejected while checking its arguments, before queueing."""
+
+    def rejected(self, error: Exception) -> bool: ...
+
+    def rejected_result(self, result: Any) -> bool: ...
+
+
 def call_as_made(
-    call: Callable[..., Any],
-    made: Arguments,
-    traced: Arguments,
-    rejected: Callable[[Exception], bool],
+    call: Callable[..., Any], made: Arguments, traced: Arguments, rejection: Rejection
 ) -> tuple[Any, bool]:
     """``call`` with the ``traced`` arguments (the application's plus ours); and whether it
     was made with the application's own arguments instead.
 
     Our additions can change how a client rejects a call it would reject anyway (a TypeError
     naming another argument count), or make it reject a call it would accept (headers that
-    push a record over the size limit). When the client raises an error that ``rejected``
-    recognises as raised while checking the arguments, before anything was queued, the call
-    is made again exactly as the application made it, so that it succeeds or fails exactly as
-    without us. Its exception, if any, is raised without ours chained to it.
+    push a record over the size limit). When the client rejects the call while checking its
+    arguments, before anything was queued (an error or a result that ``rejection``
+    recognises), the call is made again exactly as the application made it, so that it
+    succeeds or fails exactly as without us. Its exception, if any, is raised without ours
+    chained to it.
     """
     if traced[0] is made[0] and traced[1] is made[1]:
         return call(*made[0], **made[1]), True
     try:
-        return call(*traced[0], **traced[1]), False
+        result = call(*traced[0], **traced[1])
     except Exception as error:
-        if not rejected(error):
+        if not rejection.rejected(error):
             raise
+    else:
+        if not rejection.rejected_result(result):
+            return result, False
     return call(*made[0], **made[1]), True
+
+
+async def call_as_made_async(
+    call: Callable[..., Any], made: Arguments, traced: Arguments, rejection: Rejection
+) -> tuple[Any, bool]:
+    """:func:`call_as_made` for a coroutine function."""
+    if traced[0] is made[0] and traced[1] is made[1]:
+        return await call(*made[0], **made[1]), True
+    try:
+        result = await call(*traced[0], **traced[1])
+    except Exception as error:
+        if not rejection.rejected(error):
+            raise
+    else:
+        if not rejection.rejected_result(result):
+            return result, False
+    return await call(*made[0], **made[1]), True

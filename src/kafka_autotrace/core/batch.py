@@ -17,9 +17,8 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from kafka_autotrace.model import ClientInfo, RecordAccessor
-from kafka_autotrace.scope import ConsumerScopes
-from kafka_autotrace.telemetry import KafkaTelemetry
+from kafka_autotrace.core.adapter import ClientState, ReceiveAdapter
+from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 _logger = logging.getLogger(__name__)
 
@@ -29,37 +28,31 @@ class TracedRecords(list):  # type: ignore[type-arg]
     process span as the application iterates over it.
 
     ``incoming`` holds the producer contexts :meth:`KafkaTelemetry.record_poll` already
-    extracted, one per record, so headers are not parsed twice. Adapters whose batches mix
-    records with other entries (confluent error events) override :meth:`_traced`.
+    extracted, one per entry (None for entries that are not records, such as confluent error
+    events), so headers are not parsed twice.
     """
 
-    __slots__ = ("_accessor", "_client", "_incoming", "_reached", "_scopes", "_telemetry")
+    __slots__ = ("_adapter", "_incoming", "_reached", "_state", "_telemetry")
 
     def __init__(
         self,
-        records: list[Any],
+        entries: list[Any],
         incoming: Sequence[Context | None],
         telemetry: KafkaTelemetry,
-        accessor: RecordAccessor[Any],
-        client: ClientInfo,
-        scopes: ConsumerScopes,
+        adapter: ReceiveAdapter,
+        state: ClientState,
     ) -> None:
-        super().__init__(records)
+        super().__init__(entries)
         self._incoming = incoming
         self._telemetry = telemetry
-        self._accessor = accessor
-        self._client = client
-        self._scopes = scopes
+        self._adapter = adapter
+        self._state = state
         self._reached = 0
         """How many records, from the start, some iteration has already traced."""
 
-    def _traced(self, record: Any) -> bool:
-        """Whether ``record`` is a record to start a process span for."""
-        return True
-
     def __iter__(self) -> Iterator[Any]:
         for index, record in enumerate(list.__iter__(self)):
-            self._scopes.finish()
+            self._state.scopes.finish()
             if index >= self._reached:
                 self._reached = index + 1
                 self._start(index, record)
@@ -67,13 +60,13 @@ class TracedRecords(list):  # type: ignore[type-arg]
 
     def _start(self, index: int, record: Any) -> None:
         try:
-            if self._traced(record):
+            if self._adapter.is_record(record):
                 incoming = self._incoming[index] if index < len(self._incoming) else None
                 scope = self._telemetry.start_process(
-                    record, self._accessor, self._client, incoming=incoming, counted=True
+                    record, self._adapter.getter, self._state.info, incoming=incoming, counted=True
                 )
                 if scope is not None:
-                    self._scopes.enter(scope)
+                    self._state.scopes.enter(scope)
         except Exception:
             _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
 

@@ -1,0 +1,118 @@
+"""confluent-kafka's asyncio classes (``confluent_kafka.aio``, ``confluent_kafka.experimental.aio``
+in 2.12): ``AIOProducer``, ``AIOConsumer``, ``AsyncSerializingProducer`` and
+``AsyncDeserializingConsumer``, replaced by traced subclasses when their module is imported.
+
+- ``AIOProducer.produce()``: a ``send`` span from the call until the returned future resolves.
+  No headers are ever added: AIOProducer batches messages through ``produce_batch``, which
+  cannot carry headers (it raises NotImplementedError when given any), so these spans cannot
+  propagate their context and the consumers of such messages start their own traces.
+- ``AIOConsumer.poll()`` / ``consume()`` / ``close()``: the spans of the synchronous consumer,
+  made current in the task that awaited the call.
+- The ``Producer``/``Consumer`` an aio client wraps runs on executor threads, where a span would
+  be made current in the wrong context and would duplicate this one: it is marked delegated,
+  and the aio class traces on its behalf.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any, ClassVar
+
+from kafka_autotrace.clients.confluent.common import (
+    INSTRUMENTER,
+    ConfluentReceives,
+    ConfluentSends,
+    acknowledged,
+    replace_classes,
+)
+from kafka_autotrace.core.adapter import ClientInfo, ClientState, state_of
+from kafka_autotrace.core.calls import CallShape
+from kafka_autotrace.core.instrumenter import SendFlow
+from kafka_autotrace.core.sending import PendingSend, end_when_done
+
+
+def _delegating(client: Any, inner: str) -> ClientState:
+    """The state of an aio client, from the wrapped client's, which is then left to us."""
+    wrapped = state_of(getattr(client, inner, None))
+    if wrapped is not None:
+        wrapped.delegated = True
+    return ClientState(wrapped.info if wrapped is not None else ClientInfo())
+
+
+class _Produce(ConfluentSends):
+    """``AIOProducer.produce(topic, value, key, **kwargs)``."""
+
+    shape = CallShape("topic", "value", "key", keyword_only=("partition", "headers"))
+
+    def describe(self, client: Any) -> ClientState:
+        return _delegating(client, "_producer")
+
+    def can_inject(self, client: Any, headers: object) -> bool:
+        return False
+
+    def follow(self, pending: PendingSend, result: Any) -> bool:
+        end_when_done(pending, result, acknowledged, self.failed)
+        return True
+
+
+class _SerializingProduce(_Produce):
+    """``AsyncSerializingProducer.produce``, which takes the key before the value."""
+
+    shape = CallShape("topic", "key", "value", "partition", "timestamp", "headers")
+
+
+class _Receive(ConfluentReceives):
+    def describe(self, client: Any) -> ClientState:
+        return _delegating(client, "_consumer")
+
+
+_RECEIVE = INSTRUMENTER.receives(_Receive())
+
+
+class _TracedAIOProducer:
+    """Mixed in ahead of ``AIOProducer``."""
+
+    __slots__ = ()
+    _sends: ClassVar[SendFlow] = INSTRUMENTER.sends(_Produce())
+
+    async def produce(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._sends.call_async(super().produce, self, args, kwargs)  # type: ignore[misc]
+
+
+class _TracedAsyncSerializingProducer(_TracedAIOProducer):
+    """Mixed in ahead of ``AsyncSerializingProducer``."""
+
+    __slots__ = ()
+    _sends = INSTRUMENTER.sends(_SerializingProduce())
+
+
+class _TracedAIOConsumer:
+    """Mixed in ahead of ``AIOConsumer`` and ``AsyncDeserializingConsumer``."""
+
+    __slots__ = ()
+
+    async def poll(self, *args: Any, **kwargs: Any) -> Any:
+        return await _RECEIVE.one_async(super().poll, self, args, kwargs)  # type: ignore[misc]
+
+    async def consume(self, *args: Any, **kwargs: Any) -> Any:
+        return await _RECEIVE.batch_async(super().consume, self, args, kwargs)  # type: ignore[misc]
+
+    async def close(self, *args: Any, **kwargs: Any) -> Any:
+        return await _RECEIVE.close_async(super().close, self, args, kwargs)  # type: ignore[misc]
+
+
+def patch_aio(module: ModuleType) -> None:
+    """Replace the aio classes (those this release has); the post-import hook."""
+    if INSTRUMENTER.telemetry is None:
+        return
+    targets = [
+        (module, "AIOProducer", _TracedAIOProducer),
+        (module, "AsyncSerializingProducer", _TracedAsyncSerializingProducer),
+        (module, "AIOConsumer", _TracedAIOConsumer),
+        (module, "AsyncDeserializingConsumer", _TracedAIOConsumer),
+    ]
+    producer_module = sys.modules.get(f"{module.__name__}.producer")
+    if producer_module is not None:
+        targets.append((producer_module, "AIOProducer", _TracedAIOProducer))
+    replace_classes(targets)

@@ -1,0 +1,147 @@
+"""The kafka-python adapter: where its calls are and how to read its objects.
+
+Patched at class level, so producers and consumers created before instrumentation are traced
+too:
+
+- ``KafkaProducer.send``: a ``send`` span, ended by the returned future's callbacks when the
+  broker acknowledges (partition, offset) or fails the message. kafka-python 2.0.x reports a
+  record over ``max_request_size`` with an already-failed future instead of raising: that
+  counts as a rejected call, made again as the application made it.
+- ``KafkaConsumer.__next__``: a ``process`` span per record, current until the next call.
+  Iteration is built on ``poll()``, whose span is suppressed inside it.
+- ``KafkaConsumer.poll``: a ``poll`` span per non-empty batch, then a ``process`` span per
+  record as the application iterates the returned lists.
+- ``KafkaConsumer.close``: ends the open ``process`` span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from kafka_autotrace.clients.registry import KAFKA_PYTHON
+from kafka_autotrace.core.adapter import (
+    ClientInfo,
+    ClientState,
+    ReceiveAdapter,
+    SendAdapter,
+)
+from kafka_autotrace.core.calls import CallShape
+from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.core.sending import PendingSend
+
+_HEADERS_MIN_API = (0, 11)
+_PATCHED_CONSUMER_METHODS = ("__next__", "poll", "close")
+
+
+class ConsumerRecordGetter:
+    """Reads ``kafka.consumer.fetcher.ConsumerRecord`` (a namedtuple in every 2.x/3.x)."""
+
+    def topic(self, record: Any) -> str:
+        return record.topic  # type: ignore[no-any-return]
+
+    def partition(self, record: Any) -> int | None:
+        return record.partition  # type: ignore[no-any-return]
+
+    def offset(self, record: Any) -> int | None:
+        return record.offset  # type: ignore[no-any-return]
+
+    def key(self, record: Any) -> object:
+        return record.key
+
+    def value(self, record: Any) -> object:
+        return record.value
+
+    def headers(self, record: Any) -> object:
+        return record.headers
+
+    def timestamp_ms(self, record: Any) -> int | None:
+        timestamp = record.timestamp
+        return timestamp if isinstance(timestamp, int) and timestamp >= 0 else None
+
+
+class _Clients:
+    def describe(self, client: Any) -> ClientState:
+        """A KafkaProducer's or KafkaConsumer's state, from the config it keeps."""
+        config = getattr(client, "config", {})
+        return ClientState(
+            ClientInfo.from_config(
+                config.get("client_id"), config.get("bootstrap_servers"), config.get("group_id")
+            )
+        )
+
+
+def _acknowledged(pending: PendingSend, metadata: Any) -> None:
+    pending.succeed(getattr(metadata, "partition", None), getattr(metadata, "offset", None))
+
+
+class _Send(_Clients, SendAdapter):
+    shape = CallShape("topic", "value", "key", "headers", "partition", "timestamp_ms")
+
+    def can_inject(self, client: Any, headers: object) -> bool:
+        """kafka-python takes headers as a list only, and only for brokers of Kafka 0.11 on;
+        a tuple or a list subclass is left for it to reject exactly as without us."""
+        if headers is not None and type(headers) is not list:
+            return False
+        api_version = client.config.get("api_version")
+        return api_version is None or tuple(api_version) >= _HEADERS_MIN_API
+
+    def rejected(self, error: Exception) -> bool:
+        from kafka.errors import MessageSizeTooLargeError
+
+        return isinstance(error, (TypeError, MessageSizeTooLargeError))
+
+    def rejected_result(self, result: Any) -> bool:
+        return bool(getattr(result, "is_done", False)) and self.rejected(result.exception)
+
+    def follow(self, pending: PendingSend, result: Any) -> bool:
+        result.add_callback(_acknowledged, pending)
+        result.add_errback(self.failed, pending)
+        return True
+
+
+class _Receive(_Clients, ReceiveAdapter):
+    getter = ConsumerRecordGetter()
+
+    def batch_lists(self, result: Any) -> Sequence[list[Any]]:
+        """``poll()`` returns ``{TopicPartition: [records]}``."""
+        return list(result.values())
+
+    def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
+        for partition, records in zip(list(result), lists):
+            result[partition] = records
+        return result
+
+
+INSTRUMENTER = Instrumenter()
+_SEND = INSTRUMENTER.sends(_Send())
+_RECEIVE = INSTRUMENTER.receives(_Receive(), suppress_nested=True)
+
+
+class KafkaPythonInstrumentor(KafkaClientInstrumentor):
+    """Traces kafka-python producers and consumers (entry point
+    ``kafka_autotrace_kafka_python``)."""
+
+    client = KAFKA_PYTHON
+    instrumenter = INSTRUMENTER
+
+    def _patch(self) -> None:
+        import kafka
+
+        wrap_function_wrapper(kafka.KafkaProducer, "send", _SEND.call)
+        wrap_function_wrapper(kafka.KafkaConsumer, "__next__", _RECEIVE.one)
+        wrap_function_wrapper(kafka.KafkaConsumer, "poll", _RECEIVE.batch)
+        wrap_function_wrapper(kafka.KafkaConsumer, "close", _RECEIVE.close)
+
+    def _unpatch(self) -> None:
+        try:
+            import kafka
+        except ImportError:
+            return
+        unwrap(kafka.KafkaProducer, "send")
+        for method in _PATCHED_CONSUMER_METHODS:
+            unwrap(kafka.KafkaConsumer, method)

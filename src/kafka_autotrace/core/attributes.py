@@ -1,0 +1,195 @@
+"""The attributes of our spans and measurements, built once per client and topic.
+
+Per message only what differs between messages (key, partition, offset, …) is added, to a
+copy of the span attributes of its :class:`Destination`; names and metric attributes are used
+as they are. Names come from the semantic-convention constants.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.metrics import Histogram
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_CLIENT_ID,
+    MESSAGING_CONSUMER_GROUP_NAME,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_KAFKA_MESSAGE_KEY,
+    MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
+    MESSAGING_MESSAGE_BODY_SIZE,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+    MessagingOperationTypeValues,
+    MessagingSystemValues,
+)
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.util.types import AttributeValue
+
+from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.propagation import decode_header_value, header_items
+from kafka_autotrace.core.settings import MEMO_LIMIT, Settings
+
+Attributes = dict[str, AttributeValue]
+
+HEADER_ATTRIBUTE_PREFIX = "messaging.header."
+"""Captured headers (``KAFKA_AUTOTRACE_CAPTURE_HEADERS``) become ``messaging.header.<key>``."""
+
+KAFKA = MessagingSystemValues.KAFKA.value
+SEND = MessagingOperationTypeValues.SEND.value
+PROCESS = MessagingOperationTypeValues.PROCESS.value
+RECEIVE = MessagingOperationTypeValues.RECEIVE.value
+
+
+def client_attributes(client: ClientInfo) -> Attributes:
+    """What every span of ``client`` carries."""
+    attributes: Attributes = {MESSAGING_SYSTEM: KAFKA}
+    if client.client_id:
+        attributes[MESSAGING_CLIENT_ID] = client.client_id
+    if client.consumer_group:
+        attributes[MESSAGING_CONSUMER_GROUP_NAME] = client.consumer_group
+    if client.server_address:
+        attributes[SERVER_ADDRESS] = client.server_address
+    if client.server_port is not None:
+        attributes[SERVER_PORT] = client.server_port
+    return attributes
+
+
+def metric_attributes(client: ClientInfo, operation: str, topic: str | None) -> Attributes:
+    """Low-cardinality attributes for metrics: no client id, partition or key."""
+    attributes: Attributes = {MESSAGING_SYSTEM: KAFKA, MESSAGING_OPERATION_NAME: operation}
+    if topic is not None:
+        attributes[MESSAGING_DESTINATION_NAME] = topic
+    if client.consumer_group:
+        attributes[MESSAGING_CONSUMER_GROUP_NAME] = client.consumer_group
+    if client.server_address:
+        attributes[SERVER_ADDRESS] = client.server_address
+    if client.server_port is not None:
+        attributes[SERVER_PORT] = client.server_port
+    return attributes
+
+
+def _operation_attributes(shared: Attributes, operation: str, topic: str) -> Attributes:
+    return {
+        **shared,
+        MESSAGING_OPERATION_NAME: operation,
+        MESSAGING_OPERATION_TYPE: operation,
+        MESSAGING_DESTINATION_NAME: topic,
+    }
+
+
+class Destination:
+    """Everything the spans and measurements of one client and topic share."""
+
+    __slots__ = (
+        "client",
+        "process_attributes",
+        "process_duration",
+        "process_metrics",
+        "process_name",
+        "receive_metrics",
+        "send_attributes",
+        "send_metrics",
+        "send_name",
+    )
+
+    def __init__(
+        self, client: ClientInfo, topic: str, shared: Attributes, process_duration: Histogram
+    ) -> None:
+        self.client = client
+        self.send_name = f"send {topic}"
+        self.send_attributes = _operation_attributes(shared, SEND, topic)
+        self.send_metrics = metric_attributes(client, SEND, topic)
+        self.process_name = f"process {topic}"
+        self.process_attributes = _operation_attributes(shared, PROCESS, topic)
+        self.process_metrics = metric_attributes(client, PROCESS, topic)
+        self.receive_metrics = metric_attributes(client, RECEIVE, topic)
+        self.process_duration = process_duration
+
+    def processed(self, elapsed: float) -> None:
+        """Record how long a record of this destination was being processed."""
+        self.process_duration.record(elapsed, self.process_metrics)
+
+
+class AttributeBuilder:
+    """Builds and caches the attributes of one instrumentor's clients and topics."""
+
+    __slots__ = ("_clients", "_destinations", "_process_duration", "_settings")
+
+    def __init__(self, settings: Settings, process_duration: Histogram) -> None:
+        self._settings = settings
+        self._process_duration = process_duration
+        self._clients: dict[ClientInfo, Attributes] = {}
+        self._destinations: dict[tuple[int, str], Destination] = {}
+
+    def destination(self, client: ClientInfo, topic: str) -> Destination:
+        """The cached :class:`Destination` of ``client`` and ``topic``.
+
+        Keyed by the client's identity: adapters keep one ClientInfo per client, and hashing
+        the dataclass itself would cost more than the lookup saves. The entry holds the
+        ClientInfo, so the identity cannot be reused by another object while cached.
+        """
+        key = (id(client), topic)
+        destination = self._destinations.get(key)
+        if destination is None or destination.client is not client:
+            if len(self._destinations) >= MEMO_LIMIT:
+                self._destinations.clear()
+            destination = Destination(client, topic, self.of_client(client), self._process_duration)
+            self._destinations[key] = destination
+        return destination
+
+    def of_client(self, client: ClientInfo) -> Attributes:
+        attributes = self._clients.get(client)
+        if attributes is None:
+            attributes = client_attributes(client)
+            if len(self._clients) >= MEMO_LIMIT:
+                self._clients.clear()  # clients created with ever new ids
+            self._clients[client] = attributes
+        return attributes
+
+    def add_message(
+        self, attributes: Attributes, key: object, value: object, headers: object
+    ) -> None:
+        """Add what the settings capture of one message to ``attributes``."""
+        settings = self._settings
+        if settings.capture_key and key is not None:
+            text = key_attribute(key)
+            if text is not None:
+                attributes[MESSAGING_KAFKA_MESSAGE_KEY] = text
+        if value is None:
+            attributes[MESSAGING_KAFKA_MESSAGE_TOMBSTONE] = True
+        elif settings.capture_body_size:
+            size = _body_size(value)
+            if size is not None:
+                attributes[MESSAGING_MESSAGE_BODY_SIZE] = size
+        if settings.capture_headers and headers is not None:
+            self._add_headers(attributes, headers)
+
+    def _add_headers(self, attributes: Attributes, headers: object) -> None:
+        wanted = self._settings.capture_headers
+        captured: dict[str, list[str]] = {}
+        for key, value in header_items(headers):
+            if key in wanted:
+                text = decode_header_value(value)
+                if text is not None:
+                    captured.setdefault(key, []).append(text)
+        for key, values in captured.items():
+            attributes[HEADER_ATTRIBUTE_PREFIX + key] = values
+
+
+def key_attribute(key: object) -> str | None:
+    """The key as the ``messaging.kafka.message.key`` string, None for keys with no safe text
+    form (arbitrary objects are not ``str()``-ed: that can be slow or raise)."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key).decode("utf-8", errors="replace")
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        return str(key)
+    return None
+
+
+def _body_size(value: object) -> int | None:
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, memoryview):
+        return value.nbytes
+    return None

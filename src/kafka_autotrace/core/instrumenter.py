@@ -1,0 +1,334 @@
+"""The messaging lifecycle, written once for every client library.
+
+An adapter builds its wrappers here once, at import time, from a :class:`SendAdapter` or a
+:class:`ReceiveAdapter` (:mod:`kafka_autotrace.core.adapter`); each wrapper has the signature
+``(call, client, args, kwargs)`` (wrapt's, so a function wrapper can be one directly) and its
+asynchronous twin runs the same steps around an ``await``:
+
+- :class:`SendFlow`: guards, start the send span, inject the headers, make the call (again as
+  the application made it, should our additions alone make the library reject it), end the
+  span on a synchronous failure and re-raise, then follow the broker's answer.
+- :class:`ReceiveFlow`: end the process span of the record the consumer returned before, make
+  the call, then start the span of the record it returns (:meth:`~ReceiveFlow.one`), or the
+  poll span of a batch and per-record spans as the application iterates it
+  (:meth:`~ReceiveFlow.batch`); ``close`` ends the open span.
+
+The instrumentor puts its telemetry in :attr:`Instrumenter.telemetry` while instrumented;
+clients outlive ``instrument()``/``uninstrument()``, so the wrappers look it up on each call
+and behave exactly like the library's own methods while it is None. Every failure of ours is
+logged at debug level and swallowed: the application's call always happens, exactly once,
+with its own outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+from kafka_autotrace.core.adapter import (
+    ClientState,
+    ReceiveAdapter,
+    SendAdapter,
+    keep_state,
+    state_of,
+)
+from kafka_autotrace.core.batch import TracedRecords
+from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
+from kafka_autotrace.core.scope import is_suppressed, suppressed
+from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.telemetry import KafkaTelemetry
+
+_logger = logging.getLogger(__name__)
+
+
+class Instrumenter:
+    """Where the wrappers of one client library find the telemetry while it is instrumented."""
+
+    __slots__ = ("telemetry",)
+
+    def __init__(self) -> None:
+        self.telemetry: KafkaTelemetry | None = None
+
+    def sends(self, adapter: SendAdapter) -> SendFlow:
+        return SendFlow(self, adapter)
+
+    def receives(self, adapter: ReceiveAdapter, suppress_nested: bool = False) -> ReceiveFlow:
+        """``suppress_nested``: the library's single-record call is built on its batch call,
+        whose span would duplicate the record's."""
+        return ReceiveFlow(self, adapter, suppress_nested)
+
+
+def _state(client: object, adapter: SendAdapter | ReceiveAdapter) -> ClientState | None:
+    """The state ``client`` keeps, made on first use; None for a client to leave alone."""
+    state = state_of(client)
+    if state is None:
+        try:
+            state = adapter.describe(client)
+            if state is not None:
+                keep_state(client, state)
+        except Exception:
+            _logger.debug("kafka-autotrace: reading a client failed", exc_info=True)
+            return None
+    return state
+
+
+class _Send:
+    """One send under way: its span and the arguments to call the library with."""
+
+    __slots__ = ("arguments", "by_callback", "pending")
+
+    def __init__(self, pending: PendingSend, arguments: Arguments, by_callback: bool) -> None:
+        self.pending = pending
+        self.arguments = arguments
+        self.by_callback = by_callback
+
+
+class SendFlow:
+    """The wrappers of one producer method."""
+
+    __slots__ = ("_adapter", "_instrumenter")
+
+    def __init__(self, instrumenter: Instrumenter, adapter: SendAdapter) -> None:
+        self._instrumenter = instrumenter
+        self._adapter = adapter
+
+    def _start(self, client: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Send | None:
+        telemetry = self._instrumenter.telemetry
+        if telemetry is None or is_suppressed() or not is_instrumentation_enabled():
+            return None
+        if telemetry.passes_send_untouched():
+            return None
+        adapter = self._adapter
+        try:
+            state = _state(client, self._adapter)
+            if state is None or state.delegated:
+                return None
+            topic, key, value, partition, headers = adapter.shape.message(args, kwargs)
+            pending = telemetry.start_send(state.info, topic, key, value, partition, headers)
+        except Exception:
+            _logger.debug("kafka-autotrace: starting a send span failed", exc_info=True)
+            return None
+        if pending is None:
+            return None
+        send = _Send(pending, (args, kwargs), False)
+        try:
+            if telemetry.settings.propagate and adapter.can_inject(client, headers):
+                traced = telemetry.headers_for(pending, headers)
+                send.arguments = adapter.shape.replace(args, kwargs, "headers", traced)
+            if pending.tracked:
+                delivering = adapter.delivery_arguments(pending, state, send.arguments)
+                if delivering is not None:
+                    send.arguments, send.by_callback = delivering, True
+        except Exception:
+            # The span still ends, when the call as the application made it returns.
+            _logger.debug("kafka-autotrace: preparing a send failed", exc_info=True)
+            send.arguments, send.by_callback = (args, kwargs), False
+        return send
+
+    def _sent(self, send: _Send, result: Any, as_made: bool) -> None:
+        """Follow the answer to a call that returned ``result``."""
+        pending = send.pending
+        if not pending.tracked:
+            return
+        if send.by_callback and not as_made:
+            return  # our callback, passed with the call, ends the span
+        try:
+            if not send.by_callback and self._adapter.follow(pending, result):
+                return
+        except Exception:
+            _logger.debug("kafka-autotrace: cannot follow a send", exc_info=True)
+        pending.succeed(None, None)
+
+    def call(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        send = self._start(client, args, kwargs)
+        if send is None:
+            return call(*args, **kwargs)
+        try:
+            result, as_made = call_as_made(call, (args, kwargs), send.arguments, self._adapter)
+        except BaseException as exception:
+            self._adapter.failed(send.pending, exception)
+            raise
+        self._sent(send, result, as_made)
+        return result
+
+    async def call_async(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        send = self._start(client, args, kwargs)
+        if send is None:
+            return await call(*args, **kwargs)
+        try:
+            result, as_made = await call_as_made_async(
+                call, (args, kwargs), send.arguments, self._adapter
+            )
+        except BaseException as exception:
+            self._adapter.failed(send.pending, exception)
+            raise
+        self._sent(send, result, as_made)
+        return result
+
+
+class ReceiveFlow:
+    """The wrappers of one consumer class's record-returning methods and ``close``."""
+
+    __slots__ = ("_adapter", "_instrumenter", "_suppress_nested")
+
+    def __init__(
+        self, instrumenter: Instrumenter, adapter: ReceiveAdapter, suppress_nested: bool
+    ) -> None:
+        self._instrumenter = instrumenter
+        self._adapter = adapter
+        self._suppress_nested = suppress_nested
+
+    def _begin(self, client: object) -> ClientState | None:
+        """The state of a consumer whose call is to be traced, after ending the process span
+        of the record it returned before."""
+        if is_suppressed():
+            return None
+        state = _state(client, self._adapter)
+        if state is None or state.delegated:
+            return None
+        state.scopes.finish()
+        return state
+
+    def _enter(self, state: ClientState, entry: Any) -> None:
+        """Start the process span of a record the consumer returned and make it current."""
+        telemetry = self._instrumenter.telemetry
+        if telemetry is None or not is_instrumentation_enabled():
+            return
+        try:
+            if entry is not None and self._adapter.is_record(entry):
+                scope = telemetry.start_process(entry, self._adapter.getter, state.info)
+                if scope is not None:
+                    state.scopes.enter(scope)
+        except Exception:
+            _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
+
+    def _traced_batch(
+        self, state: ClientState, result: Any, started_ns: int, started: float
+    ) -> Any:
+        """Emit the poll span of a batch call and return its result, with lists that start
+        each record's process span as the application iterates them."""
+        telemetry = self._instrumenter.telemetry
+        if not result or telemetry is None or not is_instrumentation_enabled():
+            return result
+        try:
+            adapter = self._adapter
+            lists = adapter.batch_lists(result)
+            records = [entry for entries in lists for entry in entries if adapter.is_record(entry)]
+            if not records:
+                return result
+            incoming = iter(
+                telemetry.record_poll(records, adapter.getter, state.info, started_ns, started)
+            )
+            if not telemetry.settings.batch_process_spans:
+                return result
+            traced = [
+                TracedRecords(
+                    entries,
+                    [next(incoming) if adapter.is_record(entry) else None for entry in entries],
+                    telemetry,
+                    adapter,
+                    state,
+                )
+                for entries in lists
+            ]
+            return adapter.with_lists(result, traced)
+        except Exception:
+            _logger.debug("kafka-autotrace: tracing a batch failed", exc_info=True)
+            return result
+
+    def one(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A call that returns one record (or None, or an error event)."""
+        state = self._begin(client)
+        if state is None:
+            return call(*args, **kwargs)
+        if self._suppress_nested:
+            with suppressed():
+                entry = call(*args, **kwargs)
+        else:
+            entry = call(*args, **kwargs)
+        self._enter(state, entry)
+        return entry
+
+    async def one_async(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        state = self._begin(client)
+        entry = await call(*args, **kwargs)
+        if state is not None:
+            self._enter(state, entry)
+        return entry
+
+    def batch(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A call that returns a batch of records."""
+        state = self._begin(client)
+        started_ns, started = time.time_ns(), time.perf_counter()
+        result = call(*args, **kwargs)
+        if state is None:
+            return result
+        return self._traced_batch(state, result, started_ns, started)
+
+    async def batch_async(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        state = self._begin(client)
+        started_ns, started = time.time_ns(), time.perf_counter()
+        result = await call(*args, **kwargs)
+        if state is None:
+            return result
+        return self._traced_batch(state, result, started_ns, started)
+
+    def close(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A call after which the consumer hands out no more records (close, leaving ``with``)."""
+        self._begin(client)
+        return call(*args, **kwargs)
+
+    async def close_async(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        self._begin(client)
+        return await call(*args, **kwargs)

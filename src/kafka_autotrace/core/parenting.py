@@ -1,0 +1,50 @@
+"""Where a process span belongs: the producer's context from the headers, the application's
+active span, and the trust setting that chooses between them.
+
+By default the producer's span is the parent, so producer and consumer are one trace, and an
+application span active at that moment is linked. In link mode (an untrusted producer must
+not choose the trace or force sampling) it is the other way round; in ignore mode headers are
+not read at all.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, get_current_span
+
+from kafka_autotrace.core.propagation import extract_context
+from kafka_autotrace.core.settings import IncomingContext
+
+
+class Parenting:
+    """The incoming-context policy of one instrumentor."""
+
+    __slots__ = ("_mode",)
+
+    def __init__(self, mode: IncomingContext) -> None:
+        self._mode = mode
+
+    def incoming(self, headers: object) -> Context | None:
+        """The producer's context from ``headers`` when the settings allow reading it."""
+        if self._mode is IncomingContext.IGNORE:
+            return None
+        return extract_context(headers)
+
+    def parent_and_links(self, incoming: Context | None) -> tuple[Context, list[Link] | None]:
+        """The parent context of a process span and its links."""
+        ambient = otel_context.get_current()
+        if incoming is None:
+            return ambient, None
+        remote = get_current_span(incoming).get_span_context()
+        if not remote.is_valid:
+            return ambient, None
+        if self._mode is IncomingContext.LINK:
+            return ambient, [Link(remote)]
+        active = get_current_span(ambient).get_span_context()
+        links = [Link(active)] if active.is_valid else None
+        if not ambient:
+            return incoming, links
+        # Ambient values (the application's own context keys) stay; the producer's span and
+        # baggage take precedence, so baggage flows on to whatever this message produces.
+        return Context({**ambient, **incoming}), links

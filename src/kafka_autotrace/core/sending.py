@@ -1,0 +1,152 @@
+"""A send span waiting for the broker's answer, and the ways that answer arrives."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_OFFSET,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.trace import Span, Status, StatusCode
+
+from kafka_autotrace.core.attributes import Attributes
+from kafka_autotrace.core.inflight import InflightCap
+from kafka_autotrace.core.metrics import MessagingInstruments
+
+_logger = logging.getLogger(__name__)
+
+
+class PendingSend:
+    """A send span waiting for the broker's answer; ends once, from whichever thread answers.
+
+    ``cap`` is the in-flight cap it counts against: None for the span-less sends past it,
+    whose ``span`` only carries the current context for propagation. ``tracked`` is false for
+    a send passed through with no SDK behind it (see :meth:`passing_through`): nothing
+    follows the broker's answer to those. ``trace_headers`` holds the propagator's headers
+    when they were already computed.
+    """
+
+    __slots__ = (
+        "_cap",
+        "_done",
+        "_instruments",
+        "_metric_attributes",
+        "_started",
+        "span",
+        "trace_headers",
+        "tracked",
+    )
+
+    def __init__(
+        self,
+        span: Span,
+        instruments: MessagingInstruments,
+        metric_attributes: Attributes,
+        cap: InflightCap | None,
+    ) -> None:
+        self.span = span
+        self._instruments = instruments
+        self._metric_attributes = metric_attributes
+        self._cap = cap
+        self._started = time.perf_counter()
+        self._done = threading.Lock()
+        self.tracked = True
+        self.trace_headers: dict[str, bytes] | None = None
+
+    @classmethod
+    def passing_through(cls, span: Span, trace_headers: dict[str, bytes]) -> PendingSend:
+        """A send with nothing to record: ``span`` (the current one) only carries the trace
+        context on, as ``trace_headers``, and its answer changes nothing. Built without the
+        timer and lock a tracked send needs, since with no SDK this is the whole cost of a
+        message; ``succeed``, ``fail`` and ``__del__`` read only ``tracked`` and ``_cap``."""
+        pending = cls.__new__(cls)
+        pending.span = span
+        pending.trace_headers = trace_headers
+        pending.tracked = False
+        pending._cap = None
+        return pending
+
+    def __del__(self) -> None:
+        """Stop counting a send the client dropped unanswered. Only the counter is touched:
+        a finalizer may run inside any code, and must not call into the SDK or take locks."""
+        if self._cap is not None and self._done.acquire(blocking=False):
+            self._cap.ended()
+
+    def _finish(self) -> bool:
+        """Whether this is the first answer; counts the send out of the cap."""
+        if not self.tracked or not self._done.acquire(blocking=False):
+            return False
+        if self._cap is not None:
+            self._cap.ended()
+        return True
+
+    def succeed(self, partition: int | None, offset: int | None) -> None:
+        if not self._finish():
+            return
+        try:
+            if self.span.is_recording():
+                # One call: the SDK takes the span's lock and checks its state per call.
+                acknowledged: Attributes = {}
+                if partition is not None and partition >= 0:
+                    acknowledged[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+                if offset is not None and offset >= 0:
+                    acknowledged[MESSAGING_KAFKA_OFFSET] = offset
+                if acknowledged:
+                    self.span.set_attributes(acknowledged)
+            self.span.end()
+            self._instruments.record_send(self._metric_attributes, self._started, None)
+        except Exception:
+            _logger.debug("ending a send span failed", exc_info=True)
+
+    def fail(self, error_type: str, exception: BaseException | None, description: str) -> None:
+        if not self._finish():
+            return
+        try:
+            if self.span.is_recording():
+                self.span.set_attribute(ERROR_TYPE, error_type)
+                self.span.set_status(Status(StatusCode.ERROR, description))
+                if exception is not None:
+                    self.span.record_exception(exception)
+        except Exception:
+            _logger.debug("recording a send failure failed", exc_info=True)
+        try:
+            self.span.end()
+            self._instruments.record_send(self._metric_attributes, self._started, error_type)
+        except Exception:
+            _logger.debug("ending a failed send span failed", exc_info=True)
+
+
+Acknowledged = Callable[[Any], "tuple[int | None, int | None]"]
+"""Reads (partition, offset) from what a library resolves a send's future with."""
+Failed = Callable[[PendingSend, BaseException], None]
+"""Ends a send span for an exception, naming the error as its library does."""
+
+
+def end_when_done(
+    pending: PendingSend, future: Any, acknowledged: Acknowledged, failed: Failed
+) -> None:
+    """End ``pending`` when ``future``, an asyncio future of the broker's answer, resolves."""
+    future.add_done_callback(lambda done: _resolved(pending, done, acknowledged, failed))
+
+
+def _resolved(
+    pending: PendingSend, future: Any, acknowledged: Acknowledged, failed: Failed
+) -> None:
+    try:
+        if future.cancelled():
+            from asyncio import CancelledError  # loaded already: the future is asyncio's
+
+            failed(pending, CancelledError("the message was purged before delivery"))
+            return
+        exception = future.exception()
+        if exception is not None:
+            failed(pending, exception)
+        else:
+            pending.succeed(*acknowledged(future.result()))
+    except Exception:
+        _logger.debug("kafka-autotrace: ending a send span failed", exc_info=True)

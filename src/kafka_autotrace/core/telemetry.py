@@ -1,0 +1,275 @@
+"""The spans and measurements of one instrumentor: send, process and poll.
+
+:class:`KafkaTelemetry` starts a send span (:meth:`~KafkaTelemetry.start_send`, answered through
+the returned :class:`~kafka_autotrace.core.sending.PendingSend`), a process span for a record
+handed to the application (:meth:`~KafkaTelemetry.start_process`) and the poll span of a batch
+(:meth:`~KafkaTelemetry.record_poll`). Span names, attributes, parentage and metrics are
+decided here, so every client emits the same telemetry.
+
+With no SDK behind our tracer and meter, each does only what the API's no-op tracer would
+do, the *pass-through*: the current context goes into a send's headers, and a consumed
+record's producer context is current while it is handled, so a service without an SDK still
+carries traces on; nothing is built, timed or followed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Callable, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.metrics import Meter
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_BATCH_MESSAGE_COUNT,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_OFFSET,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+)
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanKind,
+    Tracer,
+    get_current_span,
+    set_span_in_context,
+)
+
+from kafka_autotrace.core.adapter import ClientInfo, RecordGetter
+from kafka_autotrace.core.attributes import RECEIVE, AttributeBuilder
+from kafka_autotrace.core.inflight import InflightCap
+from kafka_autotrace.core.metrics import MessagingInstruments
+from kafka_autotrace.core.parenting import Parenting
+from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
+from kafka_autotrace.core.scope import ProcessScope
+from kafka_autotrace.core.sdk import SdkPresence
+from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.settings import Settings
+
+_logger = logging.getLogger(__name__)
+
+RecordT = TypeVar("RecordT")
+ProduceHook = Callable[[Span, str, object, object], None]
+"""Called as ``hook(span, topic, key, value)`` after a send span starts."""
+ConsumeHook = Callable[[Span, Any], None]
+"""Called as ``hook(span, record)`` with the client library's own record object."""
+
+
+def _unmeasured(elapsed: float) -> None:
+    """The end of a process scope that records nothing."""
+
+
+class KafkaTelemetry:
+    """Spans and metrics for one instrumentor; shared by all producers and consumers it wraps."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        meter: Meter,
+        settings: Settings,
+        produce_hook: ProduceHook | None = None,
+        consume_hook: ConsumeHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self._tracer = tracer
+        self._sdk = SdkPresence(tracer, meter)
+        self._instruments = MessagingInstruments.create(meter)
+        self._attributes = AttributeBuilder(settings, self._instruments.process_duration)
+        self._parenting = Parenting(settings.incoming_context)
+        self._cap = InflightCap(settings.max_inflight_spans)
+        self._produce_hook = produce_hook
+        self._consume_hook = consume_hook
+
+    # -- producer ---------------------------------------------------------------------------
+
+    def passes_send_untouched(self) -> bool:
+        """Whether a send made now reaches the client exactly as the application made it,
+        whatever its arguments: the pass-through with no context to carry and no hook to
+        call. Asked before a send's arguments are read, so that such a send, the common one
+        in a service without an SDK, costs no more than the question."""
+        if self._produce_hook is not None or not self._sdk.idle():
+            return False
+        return not self.settings.propagate or nothing_to_propagate()
+
+    def start_send(
+        self,
+        client: ClientInfo,
+        topic: object,
+        key: object,
+        value: object,
+        partition: object,
+        headers: object,
+    ) -> PendingSend | None:
+        """Start the ``send {topic}`` span in the current context; None for excluded topics
+        and for a pass-through with nothing to carry."""
+        if not isinstance(topic, str) or self.settings.is_excluded(topic):
+            return None
+        if self._sdk.idle():
+            return self._pass_send_through(topic, key, value)
+        destination = self._attributes.destination(client, topic)
+        if not self._cap.admit():
+            current = NonRecordingSpan(get_current_span().get_span_context())
+            return PendingSend(current, self._instruments, destination.send_metrics, None)
+        attributes = destination.send_attributes.copy()
+        if isinstance(partition, int) and partition >= 0:
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        self._attributes.add_message(attributes, key, value, headers)
+        span = self._tracer.start_span(
+            destination.send_name, kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        if self._produce_hook is not None:
+            _run_hook(self._produce_hook, span, topic, key, value)
+        return PendingSend(span, self._instruments, destination.send_metrics, self._cap)
+
+    def _pass_send_through(self, topic: str, key: object, value: object) -> PendingSend | None:
+        span = get_current_span()
+        if self._produce_hook is not None:
+            _run_hook(self._produce_hook, span, topic, key, value)
+        if not self.settings.propagate:
+            return None
+        trace_headers = span_headers(span)
+        if not trace_headers:
+            return None
+        return PendingSend.passing_through(span, trace_headers)
+
+    def headers_for(self, pending: PendingSend, headers: object) -> object:
+        """The headers to send: the caller's plus the propagator's, in a new container."""
+        trace_headers = pending.trace_headers
+        if trace_headers is None:
+            trace_headers = span_headers(pending.span)
+        return merge_headers(headers, trace_headers)
+
+    # -- consumer ---------------------------------------------------------------------------
+
+    def start_process(
+        self,
+        record: RecordT,
+        getter: RecordGetter[RecordT],
+        client: ClientInfo,
+        incoming: Context | None = None,
+        counted: bool = False,
+    ) -> ProcessScope | None:
+        """Start the ``process {topic}`` span for a record and make it current.
+
+        ``incoming`` passes a context already extracted for this record (batch APIs extract
+        once for the poll span's links); ``counted`` says the consumed-messages counter
+        already counted the record.
+        """
+        topic = getter.topic(record)
+        if self.settings.is_excluded(topic):
+            return None
+        # Read once, and only when needed: confluent-kafka builds a new list on every call.
+        headers = None
+        if incoming is None or self.settings.capture_headers:
+            headers = getter.headers(record)
+        if incoming is None:
+            incoming = self._parenting.incoming(headers)
+        parent, links = self._parenting.parent_and_links(incoming)
+        if self._sdk.idle():
+            return self._pass_process_through(record, parent)
+        destination = self._attributes.destination(client, topic)
+        attributes = destination.process_attributes.copy()
+        partition = getter.partition(record)
+        if partition is not None:
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        offset = getter.offset(record)
+        if offset is not None:
+            attributes[MESSAGING_KAFKA_OFFSET] = offset
+        self._attributes.add_message(attributes, getter.key(record), getter.value(record), headers)
+        span = self._tracer.start_span(
+            destination.process_name,
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+        )
+        if self._consume_hook is not None:
+            _run_hook(self._consume_hook, span, record)
+        if not counted:
+            self._instruments.consumed_messages.add(1, destination.receive_metrics)
+        timestamp_ms = getter.timestamp_ms(record)
+        if timestamp_ms is not None and timestamp_ms > 0:
+            age = max(0.0, time.time() - timestamp_ms / 1000.0)
+            self._instruments.record_age.record(age, destination.process_metrics)
+        return ProcessScope(span, set_span_in_context(span, parent), destination.processed)
+
+    def _pass_process_through(self, record: object, parent: Context) -> ProcessScope | None:
+        span = get_current_span(parent)
+        if self._consume_hook is not None:
+            _run_hook(self._consume_hook, span, record)
+        if parent is otel_context.get_current():
+            return None  # nothing came in to make current
+        return ProcessScope(span, parent, _unmeasured)
+
+    def record_poll(
+        self,
+        records: Sequence[RecordT],
+        getter: RecordGetter[RecordT],
+        client: ClientInfo,
+        started_ns: int,
+        started: float,
+    ) -> list[Context | None]:
+        """Emit the ``poll`` span of a batch call that returned ``records`` and count them.
+
+        The span runs from the call (``started_ns``, wall clock for the span and ``started``,
+        perf counter for the metric) to now and links every record's producer. Returns the
+        incoming contexts, one per record, for the records' process spans to reuse.
+        """
+        incoming = [self._parenting.incoming(getter.headers(record)) for record in records]
+        if self._sdk.idle():
+            return incoming
+        counts: dict[str, int] = {}
+        for record in records:
+            topic = getter.topic(record)
+            counts[topic] = counts.get(topic, 0) + 1
+        traced = [topic for topic in sorted(counts) if not self.settings.is_excluded(topic)]
+        if traced:
+            self._poll_span(client, sorted(counts), len(records), incoming, started_ns)
+            self._count_received(client, {topic: counts[topic] for topic in traced}, started)
+        return incoming
+
+    def _poll_span(
+        self,
+        client: ClientInfo,
+        topics: list[str],
+        count: int,
+        incoming: list[Context | None],
+        started_ns: int,
+    ) -> None:
+        attributes = dict(self._attributes.of_client(client))
+        attributes[MESSAGING_OPERATION_NAME] = "poll"
+        attributes[MESSAGING_OPERATION_TYPE] = RECEIVE
+        attributes[MESSAGING_BATCH_MESSAGE_COUNT] = count
+        if len(topics) == 1:
+            attributes[MESSAGING_DESTINATION_NAME] = topics[0]
+            name = f"poll {topics[0]}"
+        else:
+            name = "poll"
+        links = [
+            Link(span_context)
+            for context in incoming
+            if context is not None
+            and (span_context := get_current_span(context).get_span_context()).is_valid
+        ]
+        self._tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, links=links, start_time=started_ns
+        ).end()
+
+    def _count_received(self, client: ClientInfo, counts: dict[str, int], started: float) -> None:
+        duration = time.perf_counter() - started
+        for topic, count in counts.items():
+            receive_attributes = self._attributes.destination(client, topic).receive_metrics
+            self._instruments.consumed_messages.add(count, receive_attributes)
+            self._instruments.operation_duration.record(duration, receive_attributes)
+
+
+def _run_hook(hook: Callable[..., None], *args: object) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        _logger.exception("kafka-autotrace hook %r raised; ignored", hook)
