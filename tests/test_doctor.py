@@ -71,16 +71,19 @@ def test_healthy_environment_and_broker(bootstrap: str) -> None:
     assert [text.split()[0] for text in texts(clients, Status.OK)] == [
         "kafka-python",
         "confluent-kafka",
+        "aiokafka",
     ]
     instrumentation = texts(section(report, "Instrumentation"), Status.OK)
     assert "kafka_autotrace_kafka_python is registered and enabled" in instrumentation
     assert "kafka_autotrace_confluent_kafka is registered and enabled" in instrumentation
+    assert "kafka_autotrace_aiokafka is registered and enabled" in instrumentation
     assert "traces are exported with otlp (otlp_proto_http)" in instrumentation
     broker = texts(section(report, f"Broker {bootstrap}"), Status.OK)
-    assert len(broker) == 2
+    assert len(broker) == 3
     assert broker[0].startswith("kafka-python reached it; the broker supports the Kafka ")
     assert broker[0].endswith(" API: record headers supported")
     assert broker[1].startswith("confluent-kafka reached it; metadata lists ")
+    assert broker[2].startswith("aiokafka reached it; metadata lists ")
     assert not [f for s in report.sections for f in s.findings if f.status is Status.WARN]
 
 
@@ -121,6 +124,7 @@ def test_the_wildcard_disables_every_client() -> None:
     assert [finding.text.split()[0] for finding in report.failures] == [
         "kafka_autotrace_kafka_python",
         "kafka_autotrace_confluent_kafka",
+        "kafka_autotrace_aiokafka",
     ]
     assert {finding.fix for finding in report.failures} == {
         "remove * from OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
@@ -133,9 +137,10 @@ def test_an_unreachable_broker_fails_within_the_timeout() -> None:
 
     assert time.monotonic() - started < 10
     failures = [finding.text for finding in report.failures]
-    assert len(failures) == 2
+    assert len(failures) == 3
     assert failures[0].startswith("kafka-python cannot reach 127.0.0.1:1 within 1 s (")
     assert failures[1].startswith("confluent-kafka cannot reach 127.0.0.1:1 within 1 s (")
+    assert failures[2].startswith("aiokafka cannot reach 127.0.0.1:1 within 1 s (")
 
 
 def test_a_broker_older_than_kafka_0_11_cannot_carry_trace_headers() -> None:

@@ -17,6 +17,7 @@ ADAPTERS = (
     "kafka_autotrace.clients.kafka_python",
     "kafka_autotrace.clients.confluent.classic",
     "kafka_autotrace.clients.confluent.aio",
+    "kafka_autotrace.clients.aiokafka",
 )
 
 
@@ -47,6 +48,7 @@ def test_the_core_imports_no_client_no_tool_and_no_protobuf(path: Path) -> None:
         "kafka_autotrace.tools",
         "kafka_autotrace.kafka_python",
         "kafka_autotrace.confluent_kafka",
+        "kafka_autotrace.aiokafka",
         "opentelemetry.proto",
     )
     assert sorted(m for m in _imports(path) if _within(m, forbidden)) == []

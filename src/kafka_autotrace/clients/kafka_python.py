@@ -16,7 +16,6 @@ too:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.instrumentation.utils import unwrap
@@ -24,8 +23,11 @@ from wrapt import wrap_function_wrapper
 
 from kafka_autotrace.clients.registry import KAFKA_PYTHON
 from kafka_autotrace.core.adapter import (
+    UNTOUCHED,
+    AttributeRecordGetter,
     ClientInfo,
     ClientState,
+    MappingBatches,
     ReceiveAdapter,
     SendAdapter,
 )
@@ -36,32 +38,6 @@ from kafka_autotrace.core.sending import PendingSend
 
 _HEADERS_MIN_API = (0, 11)
 _PATCHED_CONSUMER_METHODS = ("__next__", "poll", "close")
-
-
-class ConsumerRecordGetter:
-    """Reads ``kafka.consumer.fetcher.ConsumerRecord`` (a namedtuple in every 2.x/3.x)."""
-
-    def topic(self, record: Any) -> str:
-        return record.topic  # type: ignore[no-any-return]
-
-    def partition(self, record: Any) -> int | None:
-        return record.partition  # type: ignore[no-any-return]
-
-    def offset(self, record: Any) -> int | None:
-        return record.offset  # type: ignore[no-any-return]
-
-    def key(self, record: Any) -> object:
-        return record.key
-
-    def value(self, record: Any) -> object:
-        return record.value
-
-    def headers(self, record: Any) -> object:
-        return record.headers
-
-    def timestamp_ms(self, record: Any) -> int | None:
-        timestamp = record.timestamp
-        return timestamp if isinstance(timestamp, int) and timestamp >= 0 else None
 
 
 class _Clients:
@@ -82,13 +58,15 @@ def _acknowledged(pending: PendingSend, metadata: Any) -> None:
 class _Send(_Clients, SendAdapter):
     shape = CallShape("topic", "value", "key", "headers", "partition", "timestamp_ms")
 
-    def can_inject(self, client: Any, headers: object) -> bool:
+    def extendable(self, client: Any, headers: object) -> object:
         """kafka-python takes headers as a list only, and only for brokers of Kafka 0.11 on;
         a tuple or a list subclass is left for it to reject exactly as without us."""
         if headers is not None and type(headers) is not list:
-            return False
+            return UNTOUCHED
         api_version = client.config.get("api_version")
-        return api_version is None or tuple(api_version) >= _HEADERS_MIN_API
+        if api_version is None or tuple(api_version) >= _HEADERS_MIN_API:
+            return headers
+        return UNTOUCHED
 
     def rejected(self, error: Exception) -> bool:
         from kafka.errors import MessageSizeTooLargeError
@@ -104,17 +82,10 @@ class _Send(_Clients, SendAdapter):
         return True
 
 
-class _Receive(_Clients, ReceiveAdapter):
-    getter = ConsumerRecordGetter()
+class _Receive(_Clients, MappingBatches, ReceiveAdapter):
+    """``poll()`` returns ``{TopicPartition: [records]}``."""
 
-    def batch_lists(self, result: Any) -> Sequence[list[Any]]:
-        """``poll()`` returns ``{TopicPartition: [records]}``."""
-        return list(result.values())
-
-    def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
-        for partition, records in zip(list(result), lists):
-            result[partition] = records
-        return result
+    getter = AttributeRecordGetter()
 
 
 INSTRUMENTER = Instrumenter()

@@ -38,7 +38,21 @@ CONFLUENT_KAFKA = ClientSpec(
     tested_releases=("2.0.2",),
 )
 
-CLIENTS = (KAFKA_PYTHON, CONFLUENT_KAFKA)
+AIOKAFKA = ClientSpec(
+    distribution="aiokafka",
+    requirement="aiokafka >= 0.10, < 1",
+    entry_point="kafka_autotrace_aiokafka",
+    instrumentor="kafka_autotrace.aiokafka:AIOKafkaInstrumentor",
+    upstream=Upstream(
+        "opentelemetry.instrumentation.aiokafka",
+        "AIOKafkaInstrumentor",
+        "aiokafka",
+        "opentelemetry-instrumentation-aiokafka",
+    ),
+    tested_releases=("0.10.0",),
+)
+
+CLIENTS = (KAFKA_PYTHON, CONFLUENT_KAFKA, AIOKAFKA)
 
 
 def _matrix() -> str:

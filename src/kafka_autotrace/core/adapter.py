@@ -27,6 +27,9 @@ RecordT_contra = TypeVar("RecordT_contra", contravariant=True)
 
 STATE_ATTR = "_kafka_autotrace"
 """The instance attribute in which a traced client keeps its :class:`ClientState`."""
+UNTOUCHED = object()
+"""What :meth:`SendAdapter.extendable` returns for headers that must stay as the caller
+passed them."""
 
 
 class RecordGetter(Protocol[RecordT_contra]):
@@ -47,6 +50,33 @@ class RecordGetter(Protocol[RecordT_contra]):
     def timestamp_ms(self, record: RecordT_contra) -> int | None:
         """The record's timestamp in epoch milliseconds, None when the broker gave none."""
         ...
+
+
+class AttributeRecordGetter:
+    """Reads records whose fields are attributes with Kafka's names (kafka-python's and
+    aiokafka's ``ConsumerRecord``)."""
+
+    def topic(self, record: Any) -> str:
+        return record.topic  # type: ignore[no-any-return]
+
+    def partition(self, record: Any) -> int | None:
+        return record.partition  # type: ignore[no-any-return]
+
+    def offset(self, record: Any) -> int | None:
+        return record.offset  # type: ignore[no-any-return]
+
+    def key(self, record: Any) -> object:
+        return record.key
+
+    def value(self, record: Any) -> object:
+        return record.value
+
+    def headers(self, record: Any) -> object:
+        return record.headers
+
+    def timestamp_ms(self, record: Any) -> int | None:
+        timestamp = record.timestamp
+        return timestamp if isinstance(timestamp, int) and timestamp >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -111,10 +141,11 @@ class SendAdapter(_ClientAdapter):
 
     shape: CallShape
 
-    def can_inject(self, client: Any, headers: object) -> bool:
-        """Whether ``client`` accepts the headers we add to this call, so that adding them
-        never turns a valid call into a failing one."""
-        return True
+    def extendable(self, client: Any, headers: object) -> object:
+        """The caller's ``headers`` as the container ours are added to (a copy: the caller's
+        is never changed), or :data:`UNTOUCHED` where ``client`` would not accept what we add,
+        so that adding it never turns a valid call into a failing one."""
+        return headers
 
     def rejected(self, error: Exception) -> bool:
         """Whether ``error`` was raised while the library checked the call's arguments, before
@@ -173,6 +204,20 @@ class ReceiveAdapter(_ClientAdapter):
 
     def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
         """``result`` with each of its :meth:`batch_lists` replaced by the matching one."""
+        return result
+
+
+class MappingBatches:
+    """Mixed in ahead of :class:`ReceiveAdapter` for a batch call that returns
+    ``{partition: [records]}`` (kafka-python ``poll()``, aiokafka ``getmany()``); its lists are
+    replaced in place."""
+
+    def batch_lists(self, result: Any) -> Sequence[list[Any]]:
+        return list(result.values())
+
+    def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
+        for partition, records in zip(list(result), lists):
+            result[partition] = records
         return result
 
 

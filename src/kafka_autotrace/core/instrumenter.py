@@ -29,6 +29,7 @@ from typing import Any, Callable
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from kafka_autotrace.core.adapter import (
+    UNTOUCHED,
     ClientState,
     ReceiveAdapter,
     SendAdapter,
@@ -115,8 +116,11 @@ class SendFlow:
             return None
         send = _Send(pending, (args, kwargs), False)
         try:
-            if telemetry.settings.propagate and adapter.can_inject(client, headers):
-                traced = telemetry.headers_for(pending, headers)
+            extended = (
+                adapter.extendable(client, headers) if telemetry.settings.propagate else UNTOUCHED
+            )
+            if extended is not UNTOUCHED:
+                traced = telemetry.headers_for(pending, extended)
                 send.arguments = adapter.shape.replace(args, kwargs, "headers", traced)
             if pending.tracked:
                 delivering = adapter.delivery_arguments(pending, state, send.arguments)

@@ -340,6 +340,8 @@ def check_broker(
         )
     if "confluent-kafka" in distributions:
         findings.append(_probe_confluent_kafka(bootstrap_servers, timeout))
+    if "aiokafka" in distributions:
+        findings.append(_probe_aiokafka(bootstrap_servers, timeout))
     return findings
 
 
@@ -396,6 +398,29 @@ def _probe_confluent_kafka(bootstrap_servers: str, timeout: float) -> Finding:
     count = len(metadata.brokers)
     return Finding(
         Status.OK, f"confluent-kafka reached it; metadata lists {count} broker{'s' * (count > 1)}"
+    )
+
+
+def _probe_aiokafka(bootstrap_servers: str, timeout: float) -> Finding:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    async def brokers() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+        try:
+            await asyncio.wait_for(producer.start(), timeout)
+            return len(producer.client.cluster.brokers())
+        finally:
+            await producer.stop()
+
+    try:
+        with _captured_warnings("aiokafka"):
+            count = asyncio.run(brokers())
+    except Exception as exc:
+        return _unreachable("aiokafka", bootstrap_servers, timeout, exc)
+    return Finding(
+        Status.OK, f"aiokafka reached it; metadata lists {count} broker{'s' * (count > 1)}"
     )
 
 

@@ -26,7 +26,7 @@ from kafka_autotrace.clients.confluent.common import (
     acknowledged,
     replace_classes,
 )
-from kafka_autotrace.core.adapter import ClientInfo, ClientState, state_of
+from kafka_autotrace.core.adapter import UNTOUCHED, ClientInfo, ClientState, state_of
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.instrumenter import SendFlow
 from kafka_autotrace.core.sending import PendingSend, end_when_done
@@ -48,8 +48,8 @@ class _Produce(ConfluentSends):
     def describe(self, client: Any) -> ClientState:
         return _delegating(client, "_producer")
 
-    def can_inject(self, client: Any, headers: object) -> bool:
-        return False
+    def extendable(self, client: Any, headers: object) -> object:
+        return UNTOUCHED
 
     def follow(self, pending: PendingSend, result: Any) -> bool:
         end_when_done(pending, result, acknowledged, self.failed)

@@ -1,0 +1,106 @@
+"""The aiokafka adapter: ``AIOKafkaProducer`` and ``AIOKafkaConsumer``, patched at class level.
+
+- ``send``: a ``send`` span, ended when the future it returns resolves: partition and offset
+  from the RecordMetadata (None with ``acks=0``: no offset then), or ERROR and the exception.
+  ``send_and_wait`` calls ``send``, so it gets that one span. Headers are added to a copy of
+  the caller's list or tuple.
+- ``getone`` (and ``async for``, whose ``__anext__`` calls it): a ``process`` span per record,
+  current in the calling task until the next call on that consumer.
+- ``getmany``: a ``poll`` span per non-empty batch, then a ``process`` span per record as the
+  application iterates the returned lists.
+- ``stop``: ends the open ``process`` span.
+
+``create_batch()``/``send_batch()`` are not traced: the application appends messages to the
+batch builder itself, and a batch carries one future for all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from kafka_autotrace.clients.registry import AIOKAFKA
+from kafka_autotrace.core.adapter import (
+    AttributeRecordGetter,
+    ClientInfo,
+    ClientState,
+    MappingBatches,
+    ReceiveAdapter,
+    SendAdapter,
+)
+from kafka_autotrace.core.calls import CallShape
+from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.core.sending import PendingSend, end_when_done
+
+_PATCHED_CONSUMER_METHODS = ("getone", "getmany", "stop")
+
+
+def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
+    """The partition and offset of a RecordMetadata; None for both with ``acks=0``."""
+    if metadata is None:
+        return None, None
+    return metadata.partition, metadata.offset
+
+
+def _info(client: Any, group: object = None) -> ClientState:
+    return ClientState(
+        ClientInfo.from_config(
+            getattr(client, "_client_id", None), getattr(client, "_bootstrap_servers", None), group
+        )
+    )
+
+
+class _Send(SendAdapter):
+    shape = CallShape("topic", "value", "key", "partition", "timestamp_ms", "headers")
+
+    def describe(self, client: Any) -> ClientState:
+        return _info(getattr(client, "client", None))
+
+    def extendable(self, client: Any, headers: object) -> object:
+        """aiokafka takes any sequence of pairs: a tuple is extended as a list."""
+        return list(headers) if type(headers) is tuple else headers
+
+    def follow(self, pending: PendingSend, result: Any) -> bool:
+        end_when_done(pending, result, _acknowledged, self.failed)
+        return True
+
+
+class _Receive(MappingBatches, ReceiveAdapter):
+    """``getmany()`` returns ``{TopicPartition: [records]}``."""
+
+    getter = AttributeRecordGetter()
+
+    def describe(self, client: Any) -> ClientState:
+        return _info(getattr(client, "_client", None), getattr(client, "_group_id", None))
+
+
+INSTRUMENTER = Instrumenter()
+_SEND = INSTRUMENTER.sends(_Send())
+_RECEIVE = INSTRUMENTER.receives(_Receive())
+
+
+class AIOKafkaInstrumentor(KafkaClientInstrumentor):
+    """Traces aiokafka producers and consumers (entry point ``kafka_autotrace_aiokafka``)."""
+
+    client = AIOKAFKA
+    instrumenter = INSTRUMENTER
+
+    def _patch(self) -> None:
+        import aiokafka
+
+        wrap_function_wrapper(aiokafka.AIOKafkaProducer, "send", _SEND.call_async)
+        wrap_function_wrapper(aiokafka.AIOKafkaConsumer, "getone", _RECEIVE.one_async)
+        wrap_function_wrapper(aiokafka.AIOKafkaConsumer, "getmany", _RECEIVE.batch_async)
+        wrap_function_wrapper(aiokafka.AIOKafkaConsumer, "stop", _RECEIVE.close_async)
+
+    def _unpatch(self) -> None:
+        try:
+            import aiokafka
+        except ImportError:
+            return
+        unwrap(aiokafka.AIOKafkaProducer, "send")
+        for method in _PATCHED_CONSUMER_METHODS:
+            unwrap(aiokafka.AIOKafkaConsumer, method)

@@ -1,0 +1,160 @@
+"""aiokafka quirks against a real broker, with an in-process SDK recording the spans: what
+its API adds to the contract every client passes (tests/contract)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from opentelemetry import trace
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_BATCH_MESSAGE_COUNT,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_OFFSET,
+)
+from opentelemetry.trace import SpanKind
+from support.otel import RecordingSdk, instrumented, traceparent
+
+from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
+
+
+@pytest.fixture
+def sdk() -> Iterator[RecordingSdk]:
+    with instrumented(AIOKafkaInstrumentor()) as recording:
+        yield recording
+    assert recording.open_spans.names() == [], "every span must end"
+
+
+async def _consumer(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A consumer assigned to partition 0 from the start: no group join, so tests stay fast."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=f"{topic}-group", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, 0)])
+    return consumer
+
+
+async def _producer(bootstrap: str, **config: Any) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **config)
+    await producer.start()
+    return producer
+
+
+def test_send_and_wait_is_one_span_ended_with_partition_and_offset(
+    sdk: RecordingSdk, topic: str, bootstrap: str
+) -> None:
+    async def run() -> Any:
+        producer = await _producer(bootstrap)
+        try:
+            metadata = await producer.send_and_wait(topic, b"v", key=b"k")
+            assert sdk.spans("send") != [], "the span ends when the future resolves"
+            return metadata
+        finally:
+            await producer.stop()
+
+    metadata = asyncio.run(run())
+    [send] = sdk.spans("send")
+    assert send.kind is SpanKind.PRODUCER
+    attributes = send.attributes or {}
+    assert attributes[MESSAGING_DESTINATION_PARTITION_ID] == str(metadata.partition)
+    assert attributes[MESSAGING_KAFKA_OFFSET] == metadata.offset
+
+
+def test_with_acks_0_the_span_ends_without_an_offset(
+    sdk: RecordingSdk, topic: str, bootstrap: str
+) -> None:
+    async def run() -> Any:
+        producer = await _producer(bootstrap, acks=0)
+        try:
+            return await producer.send_and_wait(topic, b"v")
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(run()) is None, "precondition: acks=0 resolves to None"
+    [send] = sdk.spans("send")
+    assert MESSAGING_KAFKA_OFFSET not in (send.attributes or {})
+
+
+def test_tuple_headers_are_kept_and_carry_the_trace(
+    sdk: RecordingSdk, topic: str, bootstrap: str
+) -> None:
+    headers = (("app", b"1"),)
+
+    async def run() -> Any:
+        producer = await _producer(bootstrap)
+        consumer = await _consumer(bootstrap, topic)
+        try:
+            await producer.send_and_wait(topic, b"v", headers=headers)
+            return await consumer.getone()
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    record = asyncio.run(run())
+    assert headers == (("app", b"1"),)
+    [send] = sdk.spans("send")
+    assert list(record.headers) == [("app", b"1"), ("traceparent", traceparent(send.context))]
+
+
+def test_getone_and_getmany_parent_process_spans_current_in_the_task(
+    sdk: RecordingSdk, topic: str, bootstrap: str
+) -> None:
+    async def run() -> list[int]:
+        producer = await _producer(bootstrap)
+        consumer = await _consumer(bootstrap, topic)
+        current = []
+        try:
+            for index in range(3):
+                await producer.send_and_wait(topic, f"m{index}".encode())
+            await consumer.getone()
+            current.append(trace.get_current_span().get_span_context().span_id)
+            batch: list[Any] = []
+            while len(batch) < 2:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for _ in records:
+                        current.append(trace.get_current_span().get_span_context().span_id)
+                    batch.extend(records)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+        return current
+
+    current = asyncio.run(run())
+    sends = {span.context.span_id: span for span in sdk.spans("send")}
+    processes = {span.context.span_id: span for span in sdk.spans("process")}
+    assert len(processes) == 3
+    assert sorted(current) == sorted(processes)
+    for process in processes.values():
+        assert process.parent is not None and process.parent.span_id in sends
+    [poll] = sdk.spans("poll")
+    assert (poll.attributes or {})[MESSAGING_BATCH_MESSAGE_COUNT] == 2
+    assert {link.context.span_id for link in poll.links} <= set(sends)
+    assert len(poll.links) == 2
+
+
+def test_getone_under_wait_for_ends_its_span_without_detach_errors(
+    sdk: RecordingSdk, topic: str, bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Python 3.11's ``asyncio.wait_for`` runs ``getone()`` in a task of its own, so the span
+    is current there, not in the caller; it must still end, at the next call or ``stop()``."""
+
+    async def run() -> None:
+        producer = await _producer(bootstrap)
+        consumer = await _consumer(bootstrap, topic)
+        try:
+            for value in (b"a", b"b"):
+                await producer.send_and_wait(topic, value)
+            await asyncio.wait_for(consumer.getone(), 10)
+            await asyncio.wait_for(consumer.getone(), 10)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    asyncio.run(run())
+    assert len(sdk.spans("process")) == 2
+    assert "Failed to detach context" not in caplog.text
+    assert not trace.get_current_span().get_span_context().is_valid
