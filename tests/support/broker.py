@@ -49,7 +49,7 @@ class Broker:
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the broker and delete its data; safe to call more than once."""
         if self.process is not None:
-            _terminate(self.process, timeout)
+            terminate(self.process, timeout)
             self.process = None
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -225,7 +225,8 @@ def _with_log(broker: Broker, message: str) -> str:
     return f"{message}\n--- last lines of {broker.log_path} ---\n{broker.log_tail()}"
 
 
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout``."""
     if process.poll() is None:
         process.terminate()
         try:
