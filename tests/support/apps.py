@@ -185,15 +185,32 @@ def run_app_timing_exit(
     with start_app(script, *args, service=service, endpoint=endpoint, env=env) as app:
         app.wait_for_output(done_text, timeout=timeout)
         done = time.monotonic()
-        with contextlib.suppress(subprocess.TimeoutExpired):  # still running: reported below
-            app.process.wait(timeout)
-        exit_s = time.monotonic() - done
-        hung = app.process.poll() is None
-        result = stop_app(app)  # raises if the app failed
+        result, exited = _finish(app, timeout)
+    return result.stdout, exited - done
+
+
+def finish_app(app: RunningApp, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Wait for ``app`` to exit by itself and collect its output.
+
+    An app that exits by itself runs ``atexit``, so its SDK has flushed every span and metric
+    it recorded; use this, not :func:`stop_app`, when the test reads what it exported last.
+    Raises AssertionError with the output if it is still running after ``timeout`` (it is
+    then stopped) or exited with a non-zero code.
+    """
+    return _finish(app, timeout)[0]
+
+
+def _finish(app: RunningApp, timeout: float) -> tuple[subprocess.CompletedProcess[str], float]:
+    """:func:`finish_app`, also returning when (``time.monotonic()``) the app had exited."""
+    with contextlib.suppress(subprocess.TimeoutExpired):  # still running: reported below
+        app.process.wait(timeout)
+    exited = time.monotonic()
+    hung = app.process.poll() is None
+    result = stop_app(app)  # raises if the app failed
     if hung:
         reason = f"did not exit within {timeout:g} s of its work"
-        raise AssertionError(_describe(script, reason, result.stdout, result.stderr))
-    return result.stdout, exit_s
+        raise AssertionError(_describe(app.script, reason, result.stdout, result.stderr))
+    return result, exited
 
 
 def stop_app(app: RunningApp, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:

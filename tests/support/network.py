@@ -14,6 +14,7 @@ import abc
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from support.broker import free_port as closed_port
@@ -33,9 +34,19 @@ class _Endpoint(contextlib.AbstractContextManager["_Endpoint"]):
         self.close()
 
 
+class _SinkServer(ThreadingHTTPServer):
+    def __init__(self, keep: Callable[[str, bytes], None] | None) -> None:
+        super().__init__(("127.0.0.1", 0), _Accept)
+        self.keep = keep
+
+
 class _Accept(BaseHTTPRequestHandler):
+    server: _SinkServer
+
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.server.keep is not None:
+            self.server.keep(self.path, body)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -46,10 +57,13 @@ class _Accept(BaseHTTPRequestHandler):
 
 
 class OtlpSink(_Endpoint):
-    """Accepts every OTLP/HTTP export with an empty success response, decoding nothing."""
+    """Accepts every OTLP/HTTP export with an empty success response, decoding nothing.
 
-    def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    ``keep``, if given, is handed each request's path and (undecoded) body before the answer.
+    """
+
+    def __init__(self, keep: Callable[[str, bytes], None] | None = None) -> None:
+        self._server = _SinkServer(keep)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="otlp-sink", daemon=True
