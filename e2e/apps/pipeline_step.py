@@ -124,6 +124,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pace", type=float, default=0.0)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--idle", action="store_true")
+    parser.add_argument("--batch", type=int, help="take at most this many messages at a time")
     return parser.parse_args(argv)
 
 
@@ -139,7 +140,9 @@ def consume(args: argparse.Namespace, client: Any) -> None:
     positions: dict[int, int] = {}
     handled = 0
     while handled < args.count:
-        for partition, offset, value in client.take(args.count - handled):
+        for partition, offset, value in client.take(
+            min(args.batch or args.count, args.count - handled)
+        ):
             time.sleep(args.delay)
             if args.target:
                 client.send(args.target, value.replace(b"order", b"shipment"), None)

@@ -1,6 +1,6 @@
 """Histograms as exported over OTLP, with their buckets.
 
-Why: :class:`~kafka_autotrace.receiver.OtlpReceiver` keeps a histogram's count and sum only,
+Why: :class:`~kafka_autotrace.tools.receiver.OtlpReceiver` keeps a histogram's count and sum only,
 but a claim such as "every message waited at least 0.3 s" is about the distribution: which
 buckets have observations, and the exported min and max. :class:`HistogramReceiver` is an
 OTLP/HTTP endpoint that keeps the metric exports it answers and decodes their histograms whole.
@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from kafka_autotrace.receiver import METRICS_PATH, ReceivedMetricPoint
+from kafka_autotrace.tools.receiver import METRICS_PATH, ReceivedMetricPoint
 from support.network import OtlpSink
 
 

@@ -98,7 +98,7 @@ def test_confluent_produce_gets_no_headers_argument() -> None:
     # Nor when a send is prepared with nothing to inject.
     produce = _Produce()
     state = ConfluentState(ClientInfo(), follows_delivery=False)
-    pending = PendingSend.passing_through(INVALID_SPAN, {})
+    pending = PendingSend.passing_through(INVALID_SPAN, {}, None)
     args, kwargs = ("orders", b"value"), {"key": b"key"}
     traced = telemetry.headers_for(pending, produce.shape.get(args, kwargs, "headers"))
     call_args, call_kwargs = produce.shape.replace(args, kwargs, "headers", traced)

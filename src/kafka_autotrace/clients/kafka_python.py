@@ -16,6 +16,7 @@ too:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.instrumentation.utils import unwrap
@@ -86,6 +87,46 @@ class _Receive(_Clients, MappingBatches, ReceiveAdapter):
     """``poll()`` returns ``{TopicPartition: [records]}``."""
 
     getter = AttributeRecordGetter()
+
+    def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
+        return list(consumer._subscription.assignment)
+
+    def partition_lag(
+        self, consumer: Any, state: ClientState, partition: Any
+    ) -> tuple[str, int, int] | None:
+        """From the position (an int in 2.0, an OffsetAndMetadata later) and the high watermark;
+        for a partition whose fetched records are not parsed yet, kafka-python knows the
+        latter only from the fetch response waiting in its fetcher."""
+        position = consumer._subscription.assignment[partition].position
+        position = getattr(position, "offset", position)
+        highwater = consumer._subscription.assignment[partition].highwater
+        if highwater is None:
+            highwater = _unparsed_highwater(consumer._fetcher, partition)
+        if not isinstance(position, int) or highwater is None or highwater < 0:
+            return None
+        return partition.topic, partition.partition, highwater - position
+
+
+def _unparsed_highwater(fetcher: Any, partition: Any) -> int | None:
+    waiting = [
+        *fetcher._completed_fetches,
+        *getattr(fetcher, "_paused_completed_fetches", {}).values(),  # 2.1 on
+    ]
+    marks = [
+        _highwater_of(fetch.partition_data)
+        for fetch in waiting
+        if fetch.topic_partition == partition
+    ]
+    known = [mark for mark in marks if isinstance(mark, int)]
+    return max(known) if known else None
+
+
+def _highwater_of(partition_data: Any) -> object:
+    """A fetch response's high watermark: an attribute from 2.1 on, the second field of
+    ``(error_code, highwater, …)`` in 2.0."""
+    if hasattr(partition_data, "high_watermark"):
+        return partition_data.high_watermark
+    return partition_data[1]
 
 
 INSTRUMENTER = Instrumenter()

@@ -104,7 +104,7 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("delegated", "info", "scopes")
+    __slots__ = ("delegated", "handed", "info", "lag_reported", "lags", "lags_due", "scopes")
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -112,6 +112,17 @@ class ClientState:
         """The process span this consumer holds open."""
         self.delegated = False
         """True for a client that another traced client wraps and traces on behalf of."""
+        self.lag_reported = False
+        """Whether this consumer's lag is reported (from its first call on)."""
+        self.handed: dict[tuple[str, int], int] = {}
+        """The next offset per (topic, partition) after the records this consumer handed to
+        the application, for adapters whose library cannot tell its position safely
+        (:attr:`ReceiveAdapter.counts_positions`)."""
+        self.lags: list[tuple[str, int, int]] = []
+        """The lag per partition as last read in the application's thread, for adapters whose
+        consumers cannot be read from another (:attr:`ReceiveAdapter.lag_read_anywhere`)."""
+        self.lags_due = 0.0
+        """When (monotonic) :attr:`lags` is next read."""
 
 
 def state_of(client: object) -> ClientState | None:
@@ -193,6 +204,12 @@ class ReceiveAdapter(_ClientAdapter):
     """How one client library hands records to the application."""
 
     getter: RecordGetter[Any]
+    counts_positions = False
+    """Whether the core keeps :attr:`ClientState.handed` for :meth:`partition_lag`."""
+    lag_read_anywhere = True
+    """Whether the metric reader's thread may read a consumer's lag while the application
+    uses it; if not, the core reads it before the application's calls, at most once a
+    second, and reports that."""
 
     def is_record(self, entry: Any) -> bool:
         """Whether something a consumer returned is a record (not None or an error event)."""
@@ -205,6 +222,18 @@ class ReceiveAdapter(_ClientAdapter):
     def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
         """``result`` with each of its :meth:`batch_lists` replaced by the matching one."""
         return result
+
+    def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
+        """The partitions assigned to ``consumer``, in the library's own type; read without
+        blocking (see :attr:`lag_read_anywhere`)."""
+        return ()
+
+    def partition_lag(
+        self, consumer: Any, state: ClientState, partition: Any
+    ) -> tuple[str, int, int] | None:
+        """``(topic, partition, lag)`` of one assigned partition, None while unknown: from what
+        the consumer knows already, or with a short timeout."""
+        return None
 
 
 class MappingBatches:

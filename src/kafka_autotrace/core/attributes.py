@@ -30,6 +30,8 @@ from kafka_autotrace.core.settings import MEMO_LIMIT, Settings
 
 Attributes = dict[str, AttributeValue]
 
+PIPELINE_ORIGIN = "kafka_autotrace.pipeline.origin"
+"""The topic of the first send of a message's pipeline, on ``kafka_autotrace.pipeline.age``."""
 HEADER_ATTRIBUTE_PREFIX = "messaging.header."
 """Captured headers (``KAFKA_AUTOTRACE_CAPTURE_HEADERS``) become ``messaging.header.<key>``."""
 
@@ -67,6 +69,11 @@ def metric_attributes(client: ClientInfo, operation: str, topic: str | None) -> 
     return attributes
 
 
+_PIPELINE_METRIC_KEYS = frozenset(
+    (MESSAGING_SYSTEM, MESSAGING_DESTINATION_NAME, MESSAGING_CONSUMER_GROUP_NAME)
+)
+
+
 def _operation_attributes(shared: Attributes, operation: str, topic: str) -> Attributes:
     return {
         **shared,
@@ -80,6 +87,7 @@ class Destination:
     """Everything the spans and measurements of one client and topic share."""
 
     __slots__ = (
+        "_pipeline_metrics",
         "client",
         "process_attributes",
         "process_duration",
@@ -103,6 +111,22 @@ class Destination:
         self.process_metrics = metric_attributes(client, PROCESS, topic)
         self.receive_metrics = metric_attributes(client, RECEIVE, topic)
         self.process_duration = process_duration
+        self._pipeline_metrics: dict[str, Attributes] = {}
+
+    def pipeline_metrics(self, origin: str) -> Attributes:
+        """The attributes of a pipeline age measured here for a pipeline begun on ``origin``."""
+        attributes = self._pipeline_metrics.get(origin)
+        if attributes is None:
+            attributes = {
+                key: value
+                for key, value in self.process_metrics.items()
+                if key in _PIPELINE_METRIC_KEYS
+            }
+            attributes[PIPELINE_ORIGIN] = origin
+            if len(self._pipeline_metrics) >= MEMO_LIMIT:
+                self._pipeline_metrics.clear()
+            self._pipeline_metrics[origin] = attributes
+        return attributes
 
     def processed(self, elapsed: float) -> None:
         """Record how long a record of this destination was being processed."""

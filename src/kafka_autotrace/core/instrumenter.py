@@ -32,12 +32,14 @@ from kafka_autotrace.core.adapter import (
     UNTOUCHED,
     ClientState,
     ReceiveAdapter,
+    RecordGetter,
     SendAdapter,
     keep_state,
     state_of,
 )
 from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
+from kafka_autotrace.core.lag import refresh_lags
 from kafka_autotrace.core.scope import is_suppressed, suppressed
 from kafka_autotrace.core.sending import PendingSend
 from kafka_autotrace.core.telemetry import KafkaTelemetry
@@ -85,6 +87,13 @@ class _Send:
         self.pending = pending
         self.arguments = arguments
         self.by_callback = by_callback
+
+
+def _hand(state: ClientState, getter: RecordGetter[Any], record: Any) -> None:
+    """Note the consumer's position after handing ``record`` to the application."""
+    offset = getter.offset(record)
+    if offset is not None:
+        state.handed[getter.topic(record), getter.partition(record) or 0] = offset + 1
 
 
 class SendFlow:
@@ -206,7 +215,18 @@ class ReceiveFlow:
         if state is None or state.delegated:
             return None
         state.scopes.finish()
+        if not state.lag_reported:
+            telemetry = self._instrumenter.telemetry
+            if telemetry is not None:
+                telemetry.report_lag(client, state, self._adapter)
+        elif not self._adapter.lag_read_anywhere:
+            refresh_lags(client, state, self._adapter)
         return state
+
+    def _end(self, client: object) -> None:
+        """End the open process span of a consumer that closes, and stop reporting its lag."""
+        if self._begin(client) is not None and self._instrumenter.telemetry is not None:
+            self._instrumenter.telemetry.stop_reporting_lag(client)
 
     def _enter(self, state: ClientState, entry: Any) -> None:
         """Start the process span of a record the consumer returned and make it current."""
@@ -215,6 +235,8 @@ class ReceiveFlow:
             return
         try:
             if entry is not None and self._adapter.is_record(entry):
+                if self._adapter.counts_positions:
+                    _hand(state, self._adapter.getter, entry)
                 scope = telemetry.start_process(entry, self._adapter.getter, state.info)
                 if scope is not None:
                     state.scopes.enter(scope)
@@ -235,6 +257,9 @@ class ReceiveFlow:
             records = [entry for entries in lists for entry in entries if adapter.is_record(entry)]
             if not records:
                 return result
+            if adapter.counts_positions:
+                for record in records:
+                    _hand(state, adapter.getter, record)
             incoming = iter(
                 telemetry.record_poll(records, adapter.getter, state.info, started_ns, started)
             )
@@ -324,7 +349,7 @@ class ReceiveFlow:
         kwargs: dict[str, Any],
     ) -> Any:
         """A call after which the consumer hands out no more records (close, leaving ``with``)."""
-        self._begin(client)
+        self._end(client)
         return call(*args, **kwargs)
 
     async def close_async(
@@ -334,5 +359,5 @@ class ReceiveFlow:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        self._begin(client)
+        self._end(client)
         return await call(*args, **kwargs)

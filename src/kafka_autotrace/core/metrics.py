@@ -25,6 +25,7 @@ from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
+from kafka_autotrace.core.lag import CONSUMER_LAG, ConsumerLag
 from kafka_autotrace.core.sdk import is_api_meter
 from kafka_autotrace.core.settings import MEMO_LIMIT
 
@@ -42,6 +43,9 @@ AGE_BUCKETS_S = (
 RECORD_AGE = "kafka_autotrace.record.age"
 """Not a semantic convention: how long a record waited between its timestamp and the start of
 its processing. It is the time-in-queue figure that end-to-end latency hides."""
+PIPELINE_AGE = "kafka_autotrace.pipeline.age"
+"""Not a semantic convention: how long since the message's pipeline began (the first send of
+the chain of messages it descends from) when its processing starts: "time to glass"."""
 
 
 class MessageCount:
@@ -117,6 +121,8 @@ class MessagingInstruments:
     consumed_messages: MessageCount
     process_duration: Histogram
     record_age: Histogram
+    pipeline_age: Histogram
+    consumer_lag: ConsumerLag
 
     def record_send(
         self, attributes: Mapping[str, AttributeValue], started: float, error_type: str | None
@@ -143,7 +149,7 @@ class MessagingInstruments:
 
     @classmethod
     def _create(cls, meter: Meter) -> MessagingInstruments:
-        sent, consumed = MessageCount(), MessageCount()
+        sent, consumed, lag = MessageCount(), MessageCount(), ConsumerLag()
         meter.create_observable_counter(
             MESSAGING_CLIENT_SENT_MESSAGES,
             callbacks=[sent.observe],
@@ -155,6 +161,12 @@ class MessagingInstruments:
             callbacks=[consumed.observe],
             unit="{message}",
             description="Messages handed to the application by the consumer.",
+        )
+        meter.create_observable_gauge(
+            CONSUMER_LAG,
+            callbacks=[lag.observe],
+            unit="{message}",
+            description="Messages in an assigned partition not yet handed to the application.",
         )
         return cls(
             operation_duration=meter.create_histogram(
@@ -177,4 +189,12 @@ class MessagingInstruments:
                 description="Time between a record's timestamp and the start of its processing.",
                 explicit_bucket_boundaries_advisory=AGE_BUCKETS_S,
             ),
+            pipeline_age=meter.create_histogram(
+                PIPELINE_AGE,
+                unit="s",
+                description="Time since the first send of the message's pipeline, when its "
+                "processing starts.",
+                explicit_bucket_boundaries_advisory=AGE_BUCKETS_S,
+            ),
+            consumer_lag=lag,
         )

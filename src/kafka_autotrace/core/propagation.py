@@ -29,6 +29,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER, Origin, with_origin
+
 HeaderValue = Optional[object]
 """A header value as found on a record: normally bytes, but str and None occur."""
 
@@ -131,7 +133,7 @@ def _w3c_propagation() -> _W3CPropagation:
     return _w3c
 
 
-_TRACE_FIELDS = frozenset(("traceparent", "tracestate", "baggage"))
+_READ_FIELDS = frozenset(("traceparent", "tracestate", "baggage", ORIGIN_HEADER))
 _CANONICAL_TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 """A version-00 ``traceparent`` exactly as every W3C implementation writes it. The TraceContext
 propagator accepts each of these (unless an id is all zeros) and reads them as below; anything
@@ -141,18 +143,35 @@ _ZERO_SPAN_ID = b"0" * 16
 
 
 def extract_context(headers: object) -> Context:
-    """The context the global propagator finds in ``headers``; empty when there is none.
+    """The context the global propagator finds in ``headers``, with the pipeline origin they
+    carry (:mod:`~kafka_autotrace.core.pipeline`); empty when there is neither.
 
-    This runs for every record consumed. With the W3C default, only the trace headers are
+    This runs for every record consumed. With the W3C default, only the headers read here are
     indexed, a record without ``traceparent`` or ``baggage`` costs a scan of its headers, and a
     canonical ``traceparent`` alone is read here, at half the cost of the generic path with
     the same result. Everything else goes to the configured propagator.
     """
     w3c = _w3c_propagation()
     if w3c.tracecontext is None:
-        return propagate.extract(index_headers(headers), context=Context(), getter=_GETTER)
-    carrier = {key: value for key, value in header_items(headers) if key in _TRACE_FIELDS}
-    if "baggage" in carrier and w3c.baggage:
+        indexed = index_headers(headers)
+        context = propagate.extract(indexed, context=Context(), getter=_GETTER)
+        return _with_origin(context, indexed.get(ORIGIN_HEADER))
+    carrier = {key: value for key, value in header_items(headers) if key in _READ_FIELDS}
+    origin = carrier.pop(ORIGIN_HEADER, None)
+    return _with_origin(_w3c_context(w3c.tracecontext, w3c.baggage, carrier), origin)
+
+
+def _with_origin(context: Context, header: object) -> Context:
+    if header is None:
+        return context
+    origin = Origin.parse(header)
+    return context if origin is None else with_origin(context, origin)
+
+
+def _w3c_context(
+    tracecontext: TraceContextTextMapPropagator, with_baggage: bool, carrier: dict[str, HeaderValue]
+) -> Context:
+    if "baggage" in carrier and with_baggage:
         return propagate.extract(carrier, context=Context(), getter=_GETTER)
     traceparent = carrier.get("traceparent")
     if traceparent is None:
@@ -166,7 +185,7 @@ def extract_context(headers: object) -> Context:
                     int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16))
                 )
                 return set_span_in_context(NonRecordingSpan(span_context), Context())
-    return w3c.tracecontext.extract(carrier, context=Context(), getter=_GETTER)
+    return tracecontext.extract(carrier, context=Context(), getter=_GETTER)
 
 
 def nothing_to_propagate() -> bool:

@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from kafka_autotrace.core.attributes import Attributes
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.metrics import MessagingInstruments
+from kafka_autotrace.core.pipeline import Origin
 
 _logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class PendingSend:
         "_instruments",
         "_metric_attributes",
         "_started",
+        "origin",
         "span",
         "trace_headers",
         "tracked",
@@ -57,9 +59,13 @@ class PendingSend:
         self._done = threading.Lock()
         self.tracked = True
         self.trace_headers: dict[str, bytes] | None = None
+        self.origin: Origin | None = None
+        """The pipeline origin the message carries on."""
 
     @classmethod
-    def passing_through(cls, span: Span, trace_headers: dict[str, bytes]) -> PendingSend:
+    def passing_through(
+        cls, span: Span, trace_headers: dict[str, bytes], origin: Origin | None
+    ) -> PendingSend:
         """A send with nothing to record: ``span`` (the current one) only carries the trace
         context on, as ``trace_headers``, and its answer changes nothing. Built without the
         timer and lock a tracked send needs, since with no SDK this is the whole cost of a
@@ -67,6 +73,7 @@ class PendingSend:
         pending = cls.__new__(cls)
         pending.span = span
         pending.trace_headers = trace_headers
+        pending.origin = origin
         pending.tracked = False
         pending._cap = None
         return pending

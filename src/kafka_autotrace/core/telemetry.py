@@ -40,11 +40,12 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from kafka_autotrace.core.adapter import ClientInfo, RecordGetter
+from kafka_autotrace.core.adapter import ClientInfo, ClientState, ReceiveAdapter, RecordGetter
 from kafka_autotrace.core.attributes import RECEIVE, AttributeBuilder
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER, Origin, origin_in, with_origin
 from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
 from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
@@ -114,7 +115,9 @@ class KafkaTelemetry:
         destination = self._attributes.destination(client, topic)
         if not self._cap.admit():
             current = NonRecordingSpan(get_current_span().get_span_context())
-            return PendingSend(current, self._instruments, destination.send_metrics, None)
+            pending = PendingSend(current, self._instruments, destination.send_metrics, None)
+            pending.origin = origin_in() or Origin.starting_now(topic)
+            return pending
         attributes = destination.send_attributes.copy()
         if isinstance(partition, int) and partition >= 0:
             attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
@@ -124,7 +127,9 @@ class KafkaTelemetry:
         )
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
-        return PendingSend(span, self._instruments, destination.send_metrics, self._cap)
+        pending = PendingSend(span, self._instruments, destination.send_metrics, self._cap)
+        pending.origin = origin_in() or Origin.starting_now(topic)
+        return pending
 
     def _pass_send_through(self, topic: str, key: object, value: object) -> PendingSend | None:
         span = get_current_span()
@@ -133,18 +138,31 @@ class KafkaTelemetry:
         if not self.settings.propagate:
             return None
         trace_headers = span_headers(span)
-        if not trace_headers:
+        origin = origin_in()
+        if not trace_headers and origin is None:
             return None
-        return PendingSend.passing_through(span, trace_headers)
+        return PendingSend.passing_through(span, trace_headers, origin)
 
     def headers_for(self, pending: PendingSend, headers: object) -> object:
-        """The headers to send: the caller's plus the propagator's, in a new container."""
+        """The headers to send: the caller's plus the propagator's and the pipeline origin, in
+        a new container."""
         trace_headers = pending.trace_headers
         if trace_headers is None:
             trace_headers = span_headers(pending.span)
+        if pending.origin is not None:
+            trace_headers = {**trace_headers, ORIGIN_HEADER: pending.origin.header}
         return merge_headers(headers, trace_headers)
 
     # -- consumer ---------------------------------------------------------------------------
+
+    def report_lag(self, consumer: object, state: ClientState, adapter: ReceiveAdapter) -> None:
+        """Report ``consumer``'s lag from now on, until :meth:`stop_reporting_lag`."""
+        if not self._sdk.idle():
+            state.lag_reported = True
+            self._instruments.consumer_lag.track(consumer, state, adapter)
+
+    def stop_reporting_lag(self, consumer: object) -> None:
+        self._instruments.consumer_lag.forget(consumer)
 
     def start_process(
         self,
@@ -192,11 +210,19 @@ class KafkaTelemetry:
             _run_hook(self._consume_hook, span, record)
         if not counted:
             self._instruments.consumed_messages.add(1, destination.receive_metrics)
+        now_ms = time.time_ns() // 1_000_000
         timestamp_ms = getter.timestamp_ms(record)
         if timestamp_ms is not None and timestamp_ms > 0:
-            age = max(0.0, time.time() - timestamp_ms / 1000.0)
+            age = max(0, now_ms - timestamp_ms) / 1000.0
             self._instruments.record_age.record(age, destination.process_metrics)
-        return ProcessScope(span, set_span_in_context(span, parent), destination.processed)
+        else:
+            timestamp_ms = now_ms
+        origin = origin_in(parent) or Origin(timestamp_ms, topic)
+        self._instruments.pipeline_age.record(
+            max(0, now_ms - origin.ms) / 1000.0, destination.pipeline_metrics(origin.topic)
+        )
+        context = with_origin(set_span_in_context(span, parent), origin)
+        return ProcessScope(span, context, destination.processed)
 
     def _pass_process_through(self, record: object, parent: Context) -> ProcessScope | None:
         span = get_current_span(parent)

@@ -16,6 +16,7 @@ in 2.12): ``AIOProducer``, ``AIOConsumer``, ``AsyncSerializingProducer`` and
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ from kafka_autotrace.clients.confluent.common import (
     ConfluentReceives,
     ConfluentSends,
     acknowledged,
+    lag_of,
     replace_classes,
 )
 from kafka_autotrace.core.adapter import UNTOUCHED, ClientInfo, ClientState, state_of
@@ -63,8 +65,20 @@ class _SerializingProduce(_Produce):
 
 
 class _Receive(ConfluentReceives):
+    """Reads the lag from the consumer an aio consumer wraps (a thread-safe C client)."""
+
     def describe(self, client: Any) -> ClientState:
         return _delegating(client, "_consumer")
+
+    def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
+        return super().assigned_partitions(consumer._consumer)
+
+    def partition_lag(
+        self, consumer: Any, state: ClientState, partition: Any
+    ) -> tuple[str, int, int] | None:
+        """What the wrapped consumer knows, with the records this aio consumer handed out."""
+        inner = consumer._consumer
+        return lag_of(inner, partition, state.handed, state_of(inner))
 
 
 _RECEIVE = INSTRUMENTER.receives(_Receive())

@@ -35,6 +35,9 @@ _logger = logging.getLogger(__name__)
 _ORIGINAL_ATTR = "_kafka_autotrace_original"
 _TIMESTAMP_NOT_AVAILABLE = 0
 _TRUE = frozenset({"true", "t", "1"})  # what librdkafka reads as a true boolean property
+_EARLIEST = frozenset({"smallest", "earliest", "beginning"})
+_COMMITTED_TIMEOUT_S = 0.5
+"""The longest the lag gauge waits for the committed offset of a partition not reached yet."""
 
 INSTRUMENTER = Instrumenter()
 """Shared by the synchronous and asyncio classes: one instrumentor traces both."""
@@ -79,16 +82,22 @@ class ConfluentState(ClientState):
     """A client's state, with what its configuration says about delivery reports, which
     confluent-kafka does not expose after construction."""
 
-    __slots__ = ("default_callback", "follows_delivery")
+    __slots__ = ("default_callback", "follows_delivery", "starts_at_earliest")
 
     def __init__(
-        self, info: ClientInfo, default_callback: object = None, follows_delivery: bool = True
+        self,
+        info: ClientInfo,
+        default_callback: object = None,
+        follows_delivery: bool = True,
+        starts_at_earliest: bool = False,
     ) -> None:
         super().__init__(info)
         self.default_callback = default_callback
         """The config-level ``on_delivery``: what librdkafka calls without a per-message one."""
         self.follows_delivery = follows_delivery
         """False with ``delivery.report.only.error``: successes are never reported."""
+        self.starts_at_earliest = starts_at_earliest
+        """Where ``auto.offset.reset`` puts a partition with no committed offset."""
 
 
 def remember(client: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
@@ -103,10 +112,14 @@ def remember(client: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
             config.get("group.id"),
         )
         only_errors = str(config.get("delivery.report.only.error", "")).strip().lower()
+        reset = str(config.get("auto.offset.reset", "")).strip().lower()
         keep_state(
             client,
             ConfluentState(
-                info, config.get("on_delivery"), follows_delivery=only_errors not in _TRUE
+                info,
+                config.get("on_delivery"),
+                follows_delivery=only_errors not in _TRUE,
+                starts_at_earliest=reset in _EARLIEST,
             ),
         )
     except Exception:
@@ -140,6 +153,44 @@ class ConfluentReceives(ReceiveAdapter):
 
     def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
         return lists[0] if type(result) is list else result
+
+    def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
+        return consumer.assignment()  # type: ignore[no-any-return]
+
+    counts_positions = True
+    lag_read_anywhere = False
+    """A consumer method called while ``poll()``/``consume()`` runs in another thread waits
+    for it to return."""
+
+    def partition_lag(
+        self, consumer: Any, state: ClientState, partition: Any
+    ) -> tuple[str, int, int] | None:
+        return lag_of(consumer, partition, state.handed, state)
+
+
+def lag_of(
+    consumer: Any, partition: Any, handed: dict[tuple[str, int], int], config: ClientState | None
+) -> tuple[str, int, int] | None:
+    """The cached high watermark minus the position: the one after the last record handed
+    out (``handed``); for a partition not reached yet, the committed offset (kept in
+    ``handed`` from then on), else where ``auto.offset.reset`` (in ``config``, the state of
+    the client constructed with it) puts it."""
+    low, high = consumer.get_watermark_offsets(partition, cached=True)
+    if high < 0:
+        return None
+    key = (partition.topic, partition.partition)
+    offset = handed.get(key, -1)
+    if offset < 0:
+        [committed] = consumer.committed([partition], timeout=_COMMITTED_TIMEOUT_S)
+        offset = committed.offset
+        if offset >= 0:
+            handed[key] = offset
+    if offset < 0:
+        starts_at_earliest = isinstance(config, ConfluentState) and config.starts_at_earliest
+        offset = low if starts_at_earliest else high
+    if offset < 0:
+        return None
+    return partition.topic, partition.partition, high - offset
 
 
 # -- class replacement ------------------------------------------------------------------------
