@@ -18,12 +18,24 @@ import pytest
 # sys.path works the same under every pytest import mode, for tests/ and e2e/ alike.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
+from contract.drivers import DRIVERS
 from support.broker import Broker, create_topic, start_broker, unique_topic
 from support.exports import Services
 
 from kafka_autotrace.tools.receiver import OtlpReceiver
 
 _BROKER = pytest.StashKey[Broker]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here rather than in tests/contract/conftest.py: pytest reads a conftest below the root
+    # at start-up only when its folder is named, and an option must be known by then.
+    parser.addoption(
+        "--client",
+        action="append",
+        choices=sorted(DRIVERS),
+        help="run the adapter contract (tests/contract) for this client only; repeatable",
+    )
 
 
 @pytest.fixture(scope="session")
