@@ -41,7 +41,8 @@ test-client-matrix: install
 		echo "== $$client $$version"; \
 		[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
 		$$env/bin/python -m pip install --quiet -e '.[test]' "$$client==$$version" || exit 1; \
-		$$env/bin/python -m pytest tests/test_$${module}*.py e2e/test_$${module}*_e2e.py || exit 1; \
+		$$env/bin/python -m pytest tests/contract --client $$client \
+			tests/test_$${module}*.py e2e/test_$${module}*_e2e.py || exit 1; \
 	done
 
 ## bench: throughput and per-message cost, uninstrumented vs upstream contrib vs kafka-autotrace,

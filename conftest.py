@@ -18,10 +18,10 @@ import pytest
 # sys.path works the same under every pytest import mode, for tests/ and e2e/ alike.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
-from contract.drivers import DRIVERS
 from support.broker import Broker, create_topic, start_broker, unique_topic
 from support.exports import Services
 
+from kafka_autotrace.clients.registry import CLIENTS
 from kafka_autotrace.tools.receiver import OtlpReceiver
 
 _BROKER = pytest.StashKey[Broker]()
@@ -33,8 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--client",
         action="append",
-        choices=sorted(DRIVERS),
-        help="run the adapter contract (tests/contract) for this client only; repeatable",
+        choices=sorted(client.distribution for client in CLIENTS),
+        help="run the adapter contract (tests/contract) for this client library only "
+        "(every driver of it); repeatable",
     )
 
 

@@ -1,7 +1,8 @@
 """The contract suite's fixtures: a ``driver`` per client and an SDK it is instrumented into.
 
-``--client NAME`` (repeatable, registered in the root conftest.py) keeps only those clients,
-so a virtualenv holding one release of one client runs the contract for it alone.
+``--client DISTRIBUTION`` (repeatable, registered in the root conftest.py) keeps only the
+drivers of those client libraries, so a virtualenv holding one release of one client runs
+the contract for it alone.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     and a skip saying why where its client is not installed or lacks what the test needs."""
     if "driver" not in metafunc.fixturenames:
         return
-    names = metafunc.config.getoption("client") or list(DRIVERS)
+    chosen = metafunc.config.getoption("client")
+    names = [
+        name
+        for name, driver in DRIVERS.items()
+        if not chosen or driver.instrumentor.client.distribution in chosen
+    ]
     needs = [marker.args[0] for marker in metafunc.definition.iter_markers("needs")]
     extra = next(
         (args for args in PER_DRIVER_ARGUMENTS if set(args) <= set(metafunc.fixturenames)), ()
