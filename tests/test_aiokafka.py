@@ -16,9 +16,10 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_KAFKA_OFFSET,
 )
 from opentelemetry.trace import SpanKind
-from support.otel import RecordingSdk, instrumented, traceparent
+from support.otel import NewOrigin, RecordingSdk, instrumented, traceparent
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER
 
 
 @pytest.fixture
@@ -83,6 +84,7 @@ def test_tuple_headers_are_kept_and_carry_the_trace(
     sdk: RecordingSdk, topic: str, bootstrap: str
 ) -> None:
     headers = (("app", b"1"),)
+    origin = NewOrigin(topic)
 
     async def run() -> Any:
         producer = await _producer(bootstrap)
@@ -97,7 +99,11 @@ def test_tuple_headers_are_kept_and_carry_the_trace(
     record = asyncio.run(run())
     assert headers == (("app", b"1"),)
     [send] = sdk.spans("send")
-    assert list(record.headers) == [("app", b"1"), ("traceparent", traceparent(send.context))]
+    assert list(record.headers) == [
+        ("app", b"1"),
+        ("traceparent", traceparent(send.context)),
+        (ORIGIN_HEADER, origin),
+    ]
 
 
 def test_getone_and_getmany_parent_process_spans_current_in_the_task(

@@ -648,7 +648,7 @@ class ConfluentAio(Driver):
     )
     missing: ClassVar[Mapping[str, str]] = {
         HEADERS: "AIOProducer sends through produce_batch(), which cannot carry headers: it "
-        "raises NotImplementedError when given some and adds none (test_confluent_aio.py); "
+        "raises NotImplementedError when given some and adds none (test_confluent_kafka_aio.py); "
         "the contract tests that need context propagated send with the driver's carrier, "
         "a traced confluent_kafka.Producer",
     }

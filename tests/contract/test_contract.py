@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import importlib.metadata
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import SpanKind, StatusCode
-from support.otel import RecordingSdk, instrumented, traceparent
+from support.otel import NewOrigin, RecordingSdk, instrumented, traceparent
 from support.spans import one, parent_id
 
 from contract.drivers import (
@@ -43,6 +44,7 @@ from contract.drivers import (
     write_untraced,
 )
 from kafka_autotrace import IncomingContext, Settings
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER
 
 METHODS = ["next", "batch"]
 """How a test takes records: the client's one-record call, or its batch call."""
@@ -94,6 +96,7 @@ def test_every_call_form_is_traced_and_keeps_the_callers_headers(
     driver: Any, sdk: RecordingSdk, topic: str, call_form: CallForm, header_kind: str
 ) -> None:
     headers = copy.deepcopy(HEADER_KINDS[header_kind])
+    origin = NewOrigin(topic)
     ack = driver.send_form(topic, call_form, headers)
     assert headers == HEADER_KINDS[header_kind], "the caller's headers were mutated"
 
@@ -103,17 +106,25 @@ def test_every_call_form_is_traced_and_keeps_the_callers_headers(
     assert record.value == call_form.value
     items = headers.items() if isinstance(headers, dict) else headers or []
     kept = [(key, value) for key, value in items if key != "traceparent"]
-    assert record.headers == [*kept, ("traceparent", traceparent(send.context))]
+    assert record.headers == [
+        *kept,
+        ("traceparent", traceparent(send.context)),
+        (ORIGIN_HEADER, origin),
+    ]
     assert parent_id(one(sdk.spans("process"))) == send.context.span_id
 
 
 @pytest.mark.needs(HEADERS)
-def test_a_send_without_headers_gets_only_the_propagator_headers(
+def test_a_send_without_headers_gets_only_the_propagator_and_origin_headers(
     driver: Driver, sdk: RecordingSdk, topic: str
 ) -> None:
+    origin = NewOrigin(topic)
     driver.send(topic, b"v")
     record = driver.read(topic)
-    assert record.headers == [("traceparent", traceparent(one(sdk.spans("send")).context))]
+    assert record.headers == [
+        ("traceparent", traceparent(one(sdk.spans("send")).context)),
+        (ORIGIN_HEADER, origin),
+    ]
 
 
 def test_invalid_calls_raise_exactly_as_without_instrumentation(
@@ -329,6 +340,99 @@ def test_the_next_call_or_close_from_another_thread_or_task_ends_the_span(
     assert len(sdk.spans("process")) == 2
     assert "Failed to detach context" not in caplog.text
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+# -- pipeline age -----------------------------------------------------------------------------
+
+PIPELINE_AGE = "kafka_autotrace.pipeline.age"
+PIPELINE_ORIGIN = "kafka_autotrace.pipeline.origin"
+EARLIER_S = 5
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _pipeline_ages(sdk: RecordingSdk) -> dict[str, Any]:
+    """The pipeline-age histogram points by the origin they name."""
+    return {point.attributes[PIPELINE_ORIGIN]: point for point in sdk.metric_points(PIPELINE_AGE)}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_record_s_pipeline_age_is_measured_from_its_origin(
+    driver: Driver, sdk: RecordingSdk, topic: str, method: str
+) -> None:
+    began = b"%d first-topic" % (_now_ms() - EARLIER_S * 1000)
+    write_untraced(driver.bootstrap, topic, b"v", [(ORIGIN_HEADER, began)])
+    driver.read(topic, method)
+    [(origin, point)] = _pipeline_ages(sdk).items()
+    assert origin == "first-topic"
+    assert point.count == 1
+    assert EARLIER_S <= point.sum < EARLIER_S + 5
+    assert point.attributes[MESSAGING_DESTINATION_NAME] == topic
+    assert point.attributes[MESSAGING_CONSUMER_GROUP_NAME] == f"{topic}-group"
+
+
+@pytest.mark.needs(HEADERS)
+def test_a_send_made_while_handling_a_record_carries_its_origin_on(
+    driver: Driver, sdk: RecordingSdk, topic: str
+) -> None:
+    began = b"%d first-topic" % (_now_ms() - EARLIER_S * 1000)
+    write_untraced(driver.bootstrap, topic, b"v", [(ORIGIN_HEADER, began)])
+    consumer = driver.consumer(topic)
+    driver.send(f"{topic}-next", driver.next_record(consumer).value)
+    driver.close(consumer)
+    forwarded = driver.read(f"{topic}-next")
+    assert dict(forwarded.headers)[ORIGIN_HEADER] == began
+
+
+UNTRUSTED_ORIGINS = [
+    pytest.param(b"%d first-topic" % (_now_ms() + 3_600_000), id="future-dated"),
+    pytest.param(b"yesterday first-topic", id="malformed"),
+    pytest.param(b"%d first topic" % _now_ms(), id="not-a-topic-name"),
+]
+
+
+def _assert_the_record_began_its_own_pipeline(
+    driver: Driver, sdk: RecordingSdk, topic: str
+) -> None:
+    """What follows a record whose origin is not taken: it is the start of its own pipeline,
+    at its own timestamp and topic, measured and carried on as such."""
+    consumer = driver.consumer(topic)
+    record = driver.next_record(consumer)
+    driver.send(f"{topic}-next", record.value)
+    driver.close(consumer)
+    assert list(_pipeline_ages(sdk)) == [topic]
+    carried = dict(driver.read(f"{topic}-next").headers)[ORIGIN_HEADER]
+    assert carried.split(b" ")[1] == topic.encode()
+    assert int(carried.split(b" ")[0]) <= _now_ms()
+
+
+@pytest.mark.needs(HEADERS)
+@pytest.mark.parametrize("header", UNTRUSTED_ORIGINS)
+def test_a_malformed_or_future_dated_origin_is_not_taken(
+    driver: Driver, sdk: RecordingSdk, topic: str, header: bytes
+) -> None:
+    write_untraced(driver.bootstrap, topic, b"v", [(ORIGIN_HEADER, header)])
+    _assert_the_record_began_its_own_pipeline(driver, sdk, topic)
+
+
+@pytest.mark.needs(HEADERS)
+@pytest.mark.settings(Settings(incoming_context=IncomingContext.LINK))
+def test_in_link_mode_a_producer_s_origin_is_not_taken(
+    driver: Driver, sdk: RecordingSdk, topic: str
+) -> None:
+    write_untraced(driver.bootstrap, topic, b"v", [(ORIGIN_HEADER, b"0 first-topic")])
+    _assert_the_record_began_its_own_pipeline(driver, sdk, topic)
+
+
+@pytest.mark.needs(HEADERS)
+@pytest.mark.settings(Settings(propagate=False))
+def test_with_propagation_off_no_origin_is_sent(
+    driver: Driver, sdk: RecordingSdk, topic: str
+) -> None:
+    driver.send(topic, b"v")
+    assert ORIGIN_HEADER not in dict(driver.read(topic).headers)
 
 
 # -- instrumentation --------------------------------------------------------------------------

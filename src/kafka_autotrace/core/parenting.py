@@ -2,9 +2,10 @@
 active span, and the trust setting that chooses between them.
 
 By default the producer's span is the parent, so producer and consumer are one trace, and an
-application span active at that moment is linked. In link mode (an untrusted producer must
-not choose the trace or force sampling) it is the other way round; in ignore mode headers are
-not read at all.
+application span active at that moment is linked; the producer's pipeline origin comes with
+it. In link mode (an untrusted producer must not choose the trace, force sampling or set the
+origin) the ambient context is the parent and the producer only linked; in ignore mode
+headers are not read at all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, get_current_span
 
+from kafka_autotrace.core.pipeline import origin_in, with_origin
 from kafka_autotrace.core.propagation import extract_context
 from kafka_autotrace.core.settings import IncomingContext
 
@@ -38,7 +40,11 @@ class Parenting:
             return ambient, None
         remote = get_current_span(incoming).get_span_context()
         if not remote.is_valid:
-            return ambient, None
+            # A producer's pipeline origin may come without a trace context (propagators off).
+            origin = origin_in(incoming)
+            if origin is None or self._mode is not IncomingContext.PARENT:
+                return ambient, None
+            return with_origin(ambient, origin), None
         if self._mode is IncomingContext.LINK:
             return ambient, [Link(remote)]
         active = get_current_span(ambient).get_span_context()
