@@ -6,13 +6,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from support.apps import run_app
+from support.apps import run_app, run_consumer_app, run_producer_app
 from support.broker import create_topic, unique_topic
 from support.traces import (
-    assert_process_spans_are_children_of_sends,
     assert_three_hops_in_one_trace,
     count_named,
     named,
+    wait_for_one_trace_per_message,
 )
 
 from kafka_autotrace.tools.receiver import OtlpReceiver
@@ -36,8 +36,8 @@ def _produce(
     app: str = "confluent_producer.py",
     **env: str,
 ) -> None:
-    stdout = _run(receiver, app, bootstrap, topic, str(COUNT), *kind, service="orders-api", **env)
-    assert f"sent {COUNT}" in stdout
+    endpoint = receiver.endpoint
+    run_producer_app(APPS / app, bootstrap, topic, COUNT, *kind, endpoint=endpoint, env=env)
 
 
 def _consume(
@@ -48,29 +48,8 @@ def _consume(
     app: str = "confluent_consumer.py",
     **env: str,
 ) -> None:
-    stdout = _run(
-        receiver,
-        app,
-        bootstrap,
-        topic,
-        str(COUNT),
-        mode,
-        unique_topic("group"),
-        service="orders-consumer",
-        **env,
-    )
-    assert f"consumed {COUNT}" in stdout
-
-
-def _assert_one_trace_per_message(receiver: OtlpReceiver, topic: str) -> None:
-    spans = receiver.wait_for_spans(count_named(f"process {topic}", COUNT), timeout=20)
-    sends = named(spans, f"send {topic}")
-    processes = named(spans, f"process {topic}")
-    assert len(sends) == COUNT and len(processes) == COUNT
-    assert {span.service_name for span in sends} == {"orders-api"}
-    assert {span.service_name for span in processes} == {"orders-consumer"}
-    assert_process_spans_are_children_of_sends(sends, processes)
-    assert len({span.trace_id for span in sends}) == COUNT, "one trace per message"
+    endpoint = receiver.endpoint
+    run_consumer_app(APPS / app, bootstrap, topic, COUNT, mode, endpoint=endpoint, env=env)
 
 
 @pytest.mark.parametrize("mode", ["poll", "consume"])
@@ -80,7 +59,7 @@ def test_producer_and_consumer_apps_make_one_trace_per_message_and_emit_metrics(
     _produce(otlp_receiver, bootstrap, topic, "plain")
     _consume(otlp_receiver, bootstrap, topic, mode)
 
-    _assert_one_trace_per_message(otlp_receiver, topic)
+    wait_for_one_trace_per_message(otlp_receiver, topic, COUNT)
     spans = otlp_receiver.spans()
     sends = named(spans, f"send {topic}")
     assert {span.attributes["messaging.client.id"] for span in sends} == {"orders-producer"}
@@ -118,7 +97,7 @@ def test_serializing_producer_and_deserializing_consumer_apps_are_linked(
 ) -> None:
     _produce(otlp_receiver, bootstrap, topic, "serializing")
     _consume(otlp_receiver, bootstrap, topic, "deserializing")
-    _assert_one_trace_per_message(otlp_receiver, topic)
+    wait_for_one_trace_per_message(otlp_receiver, topic, COUNT)
     keys = {span.attributes["messaging.kafka.message.key"] for span in otlp_receiver.spans()}
     assert keys == {f"k{index}" for index in range(COUNT)}
 
@@ -148,7 +127,7 @@ def test_a_message_crossing_clients_is_one_trace(
     app, *kind = producer
     _produce(otlp_receiver, bootstrap, topic, *kind, app=app)
     _consume(otlp_receiver, bootstrap, topic, "poll", app=consumer)
-    _assert_one_trace_per_message(otlp_receiver, topic)
+    wait_for_one_trace_per_message(otlp_receiver, topic, COUNT)
     assert {span.scope_name for span in otlp_receiver.spans()} == {"kafka_autotrace"}
 
 
@@ -199,7 +178,7 @@ def test_an_asyncio_consumer_app_continues_the_producers_traces(
     pytest.importorskip("confluent_kafka.aio", reason="confluent-kafka < 2.12 has no aio")
     _produce(otlp_receiver, bootstrap, topic, "plain")
     _consume(otlp_receiver, bootstrap, topic, "poll", app="confluent_aio_consumer.py")
-    _assert_one_trace_per_message(otlp_receiver, topic)
+    wait_for_one_trace_per_message(otlp_receiver, topic, COUNT)
 
 
 def test_confluent_kafka_can_be_disabled_alone(

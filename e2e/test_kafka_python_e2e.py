@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.apps import run_app
+from support.apps import run_app, run_consumer_app, run_producer_app
 from support.broker import create_topic, unique_topic
 from support.traces import (
-    assert_process_spans_are_children_of_sends,
     assert_three_hops_in_one_trace,
     count_named,
     named,
+    wait_for_one_trace_per_message,
 )
 
 from kafka_autotrace.tools.receiver import OtlpReceiver
@@ -21,30 +21,13 @@ COUNT = 5
 
 
 def _produce(receiver: OtlpReceiver, bootstrap: str, topic: str, **env: str) -> None:
-    result = run_app(
-        APPS / "kafka_python_producer.py",
-        bootstrap,
-        topic,
-        str(COUNT),
-        service="orders-api",
-        endpoint=receiver.endpoint,
-        env=env,
-    )
-    assert f"sent {COUNT}" in result.stdout
+    app = APPS / "kafka_python_producer.py"
+    run_producer_app(app, bootstrap, topic, COUNT, endpoint=receiver.endpoint, env=env)
 
 
 def _consume(receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str) -> None:
-    result = run_app(
-        APPS / "kafka_python_consumer.py",
-        bootstrap,
-        topic,
-        str(COUNT),
-        mode,
-        unique_topic("group"),
-        service="orders-consumer",
-        endpoint=receiver.endpoint,
-    )
-    assert f"consumed {COUNT}" in result.stdout
+    app = APPS / "kafka_python_consumer.py"
+    run_consumer_app(app, bootstrap, topic, COUNT, mode, endpoint=receiver.endpoint)
 
 
 @pytest.mark.parametrize("mode", ["iterate", "poll"])
@@ -54,14 +37,8 @@ def test_producer_and_consumer_apps_make_one_trace_per_message(
     _produce(otlp_receiver, bootstrap, topic)
     _consume(otlp_receiver, bootstrap, topic, mode)
 
-    spans = otlp_receiver.wait_for_spans(count_named(f"process {topic}", COUNT), timeout=20)
+    spans = wait_for_one_trace_per_message(otlp_receiver, topic, COUNT)
     sends = named(spans, f"send {topic}")
-    processes = named(spans, f"process {topic}")
-    assert len(sends) == COUNT and len(processes) == COUNT
-    assert {span.service_name for span in sends} == {"orders-api"}
-    assert {span.service_name for span in processes} == {"orders-consumer"}
-    assert_process_spans_are_children_of_sends(sends, processes)
-    assert len({span.trace_id for span in sends}) == COUNT, "one trace per message"
     if mode == "poll":
         polls = named(spans, f"poll {topic}")
         assert polls and {span.kind for span in polls} == {"CLIENT"}

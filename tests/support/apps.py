@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from .broker import unique_topic
+
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
 
@@ -86,6 +88,42 @@ def run_app(
             _describe(script, f"exited with code {result.returncode}", result.stdout, result.stderr)
         )
     return result
+
+
+def run_producer_app(
+    script: Path,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *args: str,
+    endpoint: str,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a producer app (``SCRIPT BOOTSTRAP TOPIC COUNT ARGS...``, printing ``sent N``) as
+    service "orders-api" and return its stdout; AssertionError unless it sent all ``count``."""
+    args = (bootstrap, topic, str(count), *args)
+    stdout = run_app(script, *args, service="orders-api", endpoint=endpoint, env=env).stdout
+    assert f"sent {count}" in stdout, stdout
+    return stdout
+
+
+def run_consumer_app(
+    script: Path,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    mode: str,
+    *,
+    endpoint: str,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a consumer app (``SCRIPT BOOTSTRAP TOPIC COUNT MODE GROUP``, printing
+    ``consumed N``) as service "orders-consumer", in a group of its own so it reads ``topic``
+    from the start; return its stdout, AssertionError unless it consumed all ``count``."""
+    args = (bootstrap, topic, str(count), mode, unique_topic("group"))
+    stdout = run_app(script, *args, service="orders-consumer", endpoint=endpoint, env=env).stdout
+    assert f"consumed {count}" in stdout, stdout
+    return stdout
 
 
 @dataclass

@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_MESSAGE_KEY,
     MESSAGING_KAFKA_OFFSET,
 )
 
-from kafka_autotrace.tools.receiver import ReceivedSpan
+from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan
 
 RecordId = tuple[str, str, int]
 
@@ -38,6 +39,10 @@ def assert_process_spans_are_children_of_sends(
     sends: list[ReceivedSpan], processes: list[ReceivedSpan]
 ) -> None:
     """Every process span has its message's send span as parent, in the same trace."""
+    unacknowledged = [span for span in sends if MESSAGING_KAFKA_OFFSET not in span.attributes]
+    assert not unacknowledged, (
+        f"{len(unacknowledged)} of {len(sends)} send spans have no offset: ended before the ack?"
+    )
     by_record = {record_id(span): span for span in sends}
     assert len(by_record) == len(sends), "two send spans claim the same record"
     assert processes, "no process spans"
@@ -49,11 +54,34 @@ def assert_process_spans_are_children_of_sends(
         assert process.parent_span_id == send.span_id, f"{record_id(process)}: wrong parent"
 
 
+def wait_for_one_trace_per_message(
+    receiver: OtlpReceiver,
+    topic: str,
+    count: int,
+    producer: str = "orders-api",
+    consumer: str = "orders-consumer",
+) -> list[ReceivedSpan]:
+    """Wait for ``count`` process spans on ``topic``, then check that each message made one
+    trace of its own: a send span of service ``producer`` parenting a process span of
+    ``consumer``. Returns the spans received."""
+    spans = receiver.wait_for_spans(count_named(f"process {topic}", count), timeout=20)
+    sends = named(spans, f"send {topic}")
+    processes = named(spans, f"process {topic}")
+    assert len(sends) == count and len(processes) == count
+    assert {span.service_name for span in sends} == {producer}
+    assert {span.service_name for span in processes} == {consumer}
+    assert_process_spans_are_children_of_sends(sends, processes)
+    assert len({span.trace_id for span in sends}) == count, "one trace per message"
+    return spans
+
+
 def assert_three_hops_in_one_trace(
     spans: list[ReceivedSpan], orders: str, shipments: str, count: int
 ) -> None:
-    """A producer sends ``count`` orders, a stage forwards each as a shipment while handling
-    it, a consumer reads the shipments: each message makes one trace across all three."""
+    """A producer sends ``count`` orders, a stage forwards each as a shipment (with the order's
+    key) while handling it, a consumer reads the shipments: each message makes one trace across
+    all three. The key tells which order a shipment came from, so a send made under another
+    order's context is caught even when every trace still has one shipment."""
     order_sends = named(spans, f"send {orders}")
     order_processes = named(spans, f"process {orders}")
     shipment_sends = named(spans, f"send {shipments}")
@@ -65,6 +93,11 @@ def assert_three_hops_in_one_trace(
         parent = by_id.get(shipment.parent_span_id)
         assert parent is not None, "the stage's send must be a child of the message it handles"
         assert shipment.trace_id == parent.trace_id
+        key = shipment.attributes.get(MESSAGING_KAFKA_MESSAGE_KEY)
+        assert key is not None, "the stage must forward each order's key"
+        assert key == parent.attributes.get(MESSAGING_KAFKA_MESSAGE_KEY), (
+            f"the shipment keyed {key!r} was sent under another order's context"
+        )
     traces = {span.trace_id for span in order_sends}
     assert len(traces) == count
     assert {span.trace_id for span in shipment_processes} == traces
