@@ -40,7 +40,7 @@ CONFLUENT_KAFKA = ClientSpec(
 
 AIOKAFKA = ClientSpec(
     distribution="aiokafka",
-    requirement="aiokafka >= 0.10, < 1",
+    requirement="aiokafka >= 0.9, < 1",
     entry_point="kafka_autotrace_aiokafka",
     instrumentor="kafka_autotrace.aiokafka:AIOKafkaInstrumentor",
     upstream=Upstream(
@@ -49,7 +49,7 @@ AIOKAFKA = ClientSpec(
         "aiokafka",
         "opentelemetry-instrumentation-aiokafka",
     ),
-    tested_releases=("0.10.0",),
+    tested_releases=("0.9.0",),
 )
 
 CLIENTS = (KAFKA_PYTHON, CONFLUENT_KAFKA, AIOKAFKA)
