@@ -19,7 +19,7 @@ from support.traces import (
     wait_for_one_trace_per_message,
 )
 
-from kafka_autotrace.receiver import OtlpReceiver
+from kafka_autotrace.tools.receiver import OtlpReceiver
 
 APPS = Path(__file__).parent / "apps"
 COUNT = 5
