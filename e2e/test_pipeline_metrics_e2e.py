@@ -226,8 +226,8 @@ SENT = 30
 HANDLED = 20
 PACE_S = 0.1  # spreads the sends over several scrapes, so rates see the counters move
 FINAL_DELAY_S = 0.2  # the final consumer's time per message, for the same reason
-QUEUED_S = 20.0
-"""The most a record may wait for the final consumer: it starts once the stage is done."""
+QUEUED_S = 15.0
+"""The most a record may wait for the final consumer, which starts taking once all are sent."""
 UNUSED = "http://127.0.0.1:9"  # the OTLP endpoint of apps that export nothing over OTLP
 
 
@@ -255,8 +255,8 @@ def _prometheus_exporter(port: int) -> dict[str, str]:
 def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     """Module-scoped: a Prometheus and three apps take seconds to start, and each documented
     query is its own test against the same data. The stage takes all 30 messages as they are
-    sent and idles; the final consumer, started once they are sent, handles 20 of them and
-    idles, leaving a backlog of 10."""
+    sent and idles; the final consumer, once they are all sent, handles 20 of them and idles,
+    leaving a backlog of 10."""
     bootstrap = broker.bootstrap_servers
     orders = create_topic(bootstrap, unique_topic("orders"))
     shipments = create_topic(bootstrap, unique_topic("shipments"))
@@ -276,20 +276,22 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             return running.enter_context(app)
 
         stage = step("stage", count=SENT, source=orders, group=stage_group, target=shipments)
-        stage.wait_for_output("ready")
-        producer = step("producer", count=SENT, target=orders, pace=PACE_S)
-        producer.wait_for_output(f"sent {SENT}")
         # A consumer knows a partition's high watermark as of its last fetch, and a paused one
-        # fetches no more: the final consumer starts once every order is sent (the stage
-        # forwards each at once), and takes its time, so that its rates move over scrapes.
+        # fetches no more: the final consumer starts taking once every shipment is there to
+        # fetch, then takes its time, so that its rates move over several scrapes.
         final = step(
             "final",
             count=HANDLED,
             source=shipments,
             group=final_group,
+            wait=SENT * PACE_S + 1.0,
             delay=FINAL_DELAY_S,
             batch=1,
         )
+        for app in (stage, final):
+            app.wait_for_output("ready")
+        producer = step("producer", count=SENT, target=orders, pace=PACE_S)
+        producer.wait_for_output(f"sent {SENT}")
         for app in (stage, final):
             app.wait_for_output("idle")
         yield Scraped(prometheus, orders, shipments, stage_group, final_group)

@@ -125,6 +125,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--idle", action="store_true")
     parser.add_argument("--batch", type=int, help="take at most this many messages at a time")
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds before the first take")
     return parser.parse_args(argv)
 
 
@@ -139,6 +140,7 @@ def produce(args: argparse.Namespace, client: Any) -> None:
 def consume(args: argparse.Namespace, client: Any) -> None:
     positions: dict[int, int] = {}
     handled = 0
+    time.sleep(args.wait)
     while handled < args.count:
         for partition, offset, value in client.take(
             min(args.batch or args.count, args.count - handled)
