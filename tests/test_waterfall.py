@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from support.exports import T0, Services, trace_id
 
+from kafka_autotrace.core.attributes import PIPELINE_AGE_ATTRIBUTE, PIPELINE_ORIGIN
 from kafka_autotrace.tools.receiver import TRACES_PATH, OtlpReceiver
 from kafka_autotrace.tools.waterfall import ASCII, render_traces, summarize
 
@@ -184,3 +185,39 @@ def test_spans_whose_parents_form_a_loop_are_still_shown(otlp_receiver: OtlpRece
     lines = render_traces(otlp_receiver.spans()).splitlines()
 
     assert [line.split()[0:2] for line in lines[1:]] == [["a", "odd"], ["└─", "b"]]
+
+
+def test_process_spans_show_their_pipeline_age_and_the_trace_its_oldest(
+    otlp_receiver: OtlpReceiver, services: Services
+) -> None:
+    """Time to glass: each process span says how long the message's pipeline had run when it
+    began, since its first send (to ``orders`` here); the header gives the last hop's."""
+    order = services.hop("orders-api", "send orders", PRODUCER, 0, 2, offset=1)
+    handling = services.hop(
+        "shipping",
+        "process orders",
+        CONSUMER,
+        5,
+        9,
+        order,
+        offset=1,
+        extra={PIPELINE_ORIGIN: "orders", PIPELINE_AGE_ATTRIBUTE: 0.005},
+    )
+    shipment = services.hop("shipping", "send shipments", PRODUCER, 6, 8, handling, offset=1)
+    services.hop(
+        "billing",
+        "process shipments",
+        CONSUMER,
+        15,
+        17,
+        shipment,
+        offset=1,
+        extra={PIPELINE_ORIGIN: "orders", PIPELINE_AGE_ATTRIBUTE: 1.25},
+    )
+
+    text = render_traces(otlp_receiver.spans())
+
+    assert " · 1.25 s since orders (pipeline age)" in text.splitlines()[0]
+    assert line_of(text, "process orders").endswith("waited 3.0 ms in Kafka  5.0 ms since orders")
+    assert line_of(text, "process shipments").endswith("1.25 s since orders")
+    assert "since" not in line_of(text, "send shipments")

@@ -9,7 +9,7 @@ an id generator that counts, so rendered text can be compared exactly.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -80,9 +80,11 @@ class Services:
         partition: int | None = 0,
         offset: int | None = None,
         key: str | None = None,
+        extra: Mapping[str, str | float] | None = None,
     ) -> Span:
-        """A finished Kafka span (``messaging.system=kafka``) named like ours: "send orders"."""
-        attributes: dict[str, str | int] = {
+        """A finished Kafka span (``messaging.system=kafka``) named like ours: "send orders",
+        with ``extra`` attributes besides."""
+        attributes: dict[str, str | int | float] = {
             MESSAGING_SYSTEM: "kafka",
             MESSAGING_DESTINATION_NAME: name.split(" ", 1)[-1],
         }
@@ -94,6 +96,7 @@ class Services:
             attributes[MESSAGING_KAFKA_MESSAGE_KEY] = key
         if error is not None:
             attributes["error.type"] = error
+        attributes.update(extra or {})
         span = self._tracer(service).start_span(
             name,
             context=set_span_in_context(parent) if parent else Context(),

@@ -80,8 +80,8 @@ def test_instrumentors_sharing_a_meter_report_every_count() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     meter = provider.get_meter("kafka_autotrace")
-    first = MessagingInstruments.create(meter)
-    second = MessagingInstruments.create(provider.get_meter("kafka_autotrace"))
+    first = MessagingInstruments.create(meter, 0)
+    second = MessagingInstruments.create(provider.get_meter("kafka_autotrace"), 0)
     first.sent_messages.add(1, {"messaging.destination.name": "t"})
     second.sent_messages.add(2, {"messaging.destination.name": "t"})
     assert _sums(reader, "messaging.client.sent.messages") == [3]
@@ -89,15 +89,15 @@ def test_instrumentors_sharing_a_meter_report_every_count() -> None:
 
 def test_proxy_meters_resolving_to_one_sdk_meter_report_every_count() -> None:
     proxy_provider = metrics.get_meter_provider()
-    first = MessagingInstruments.create(proxy_provider.get_meter("kafka_autotrace"))
-    second = MessagingInstruments.create(proxy_provider.get_meter("kafka_autotrace"))
+    first = MessagingInstruments.create(proxy_provider.get_meter("kafka_autotrace"), 0)
+    second = MessagingInstruments.create(proxy_provider.get_meter("kafka_autotrace"), 0)
     assert first is second
 
 
 def test_separate_providers_keep_separate_counts() -> None:
     readers = [InMemoryMetricReader(), InMemoryMetricReader()]
     instruments = [
-        MessagingInstruments.create(MeterProvider(metric_readers=[reader]).get_meter("k"))
+        MessagingInstruments.create(MeterProvider(metric_readers=[reader]).get_meter("k"), 0)
         for reader in readers
     ]
     instruments[0].consumed_messages.add(1, {"messaging.destination.name": "t"})

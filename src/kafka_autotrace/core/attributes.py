@@ -7,7 +7,6 @@ as they are. Names come from the semantic-convention constants.
 
 from __future__ import annotations
 
-from opentelemetry.metrics import Histogram
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_CLIENT_ID,
     MESSAGING_CONSUMER_GROUP_NAME,
@@ -25,13 +24,17 @@ from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, S
 from opentelemetry.util.types import AttributeValue
 
 from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.budget import BudgetedHistogram
 from kafka_autotrace.core.propagation import decode_header_value, header_items
 from kafka_autotrace.core.settings import MEMO_LIMIT, Settings
 
 Attributes = dict[str, AttributeValue]
 
 PIPELINE_ORIGIN = "kafka_autotrace.pipeline.origin"
-"""The topic of the first send of a message's pipeline, on ``kafka_autotrace.pipeline.age``."""
+"""The topic of the first send of a message's pipeline: on ``kafka_autotrace.pipeline.age``
+and on process spans."""
+PIPELINE_AGE_ATTRIBUTE = "kafka_autotrace.pipeline.age"
+"""On process spans: seconds since the first send of the message's pipeline, as measured."""
 HEADER_ATTRIBUTE_PREFIX = "messaging.header."
 """Captured headers (``KAFKA_AUTOTRACE_CAPTURE_HEADERS``) become ``messaging.header.<key>``."""
 
@@ -100,7 +103,11 @@ class Destination:
     )
 
     def __init__(
-        self, client: ClientInfo, topic: str, shared: Attributes, process_duration: Histogram
+        self,
+        client: ClientInfo,
+        topic: str,
+        shared: Attributes,
+        process_duration: BudgetedHistogram,
     ) -> None:
         self.client = client
         self.send_name = f"send {topic}"
@@ -138,7 +145,7 @@ class AttributeBuilder:
 
     __slots__ = ("_clients", "_destinations", "_process_duration", "_settings")
 
-    def __init__(self, settings: Settings, process_duration: Histogram) -> None:
+    def __init__(self, settings: Settings, process_duration: BudgetedHistogram) -> None:
         self._settings = settings
         self._process_duration = process_duration
         self._clients: dict[ClientInfo, Attributes] = {}

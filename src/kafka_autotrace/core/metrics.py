@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
     MESSAGING_CLIENT_CONSUMED_MESSAGES,
     MESSAGING_CLIENT_OPERATION_DURATION,
@@ -25,6 +25,7 @@ from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
+from kafka_autotrace.core.budget import BudgetedHistogram
 from kafka_autotrace.core.lag import CONSUMER_LAG, ConsumerLag
 from kafka_autotrace.core.sdk import is_api_meter
 from kafka_autotrace.core.settings import MEMO_LIMIT
@@ -116,12 +117,12 @@ def _sharing_key(meter: Meter) -> object:
 
 @dataclass(frozen=True)
 class MessagingInstruments:
-    operation_duration: Histogram
+    operation_duration: BudgetedHistogram
     sent_messages: MessageCount
     consumed_messages: MessageCount
-    process_duration: Histogram
-    record_age: Histogram
-    pipeline_age: Histogram
+    process_duration: BudgetedHistogram
+    record_age: BudgetedHistogram
+    pipeline_age: BudgetedHistogram
     consumer_lag: ConsumerLag
 
     def record_send(
@@ -135,21 +136,32 @@ class MessagingInstruments:
         self.sent_messages.add(1, attributes)
 
     @classmethod
-    def create(cls, meter: Meter) -> MessagingInstruments:
-        """The instruments of ``meter``, shared with every instrumentor that uses it."""
+    def create(cls, meter: Meter, histogram_budget: int) -> MessagingInstruments:
+        """The instruments of ``meter``, shared with every instrumentor that uses it (with
+        the histogram budget of the first)."""
         key = _sharing_key(meter)
         with _SHARED_LOCK:
             try:
                 instruments = _SHARED.get(key)
             except TypeError:  # a meter that cannot be weakly referenced: not shared
-                return cls._create(meter)
+                return cls._create(meter, histogram_budget)
             if instruments is None:
-                instruments = _SHARED[key] = cls._create(meter)
+                instruments = _SHARED[key] = cls._create(meter, histogram_budget)
             return instruments
 
     @classmethod
-    def _create(cls, meter: Meter) -> MessagingInstruments:
+    def _create(cls, meter: Meter, histogram_budget: int) -> MessagingInstruments:
         sent, consumed, lag = MessageCount(), MessageCount(), ConsumerLag()
+
+        def seconds(name: str, description: str, buckets: Sequence[float]) -> BudgetedHistogram:
+            histogram = meter.create_histogram(
+                name,
+                unit="s",
+                description=description,
+                explicit_bucket_boundaries_advisory=buckets,
+            )
+            return BudgetedHistogram(histogram, histogram_budget)
+
         meter.create_observable_counter(
             MESSAGING_CLIENT_SENT_MESSAGES,
             callbacks=[sent.observe],
@@ -169,32 +181,27 @@ class MessagingInstruments:
             description="Messages in an assigned partition not yet handed to the application.",
         )
         return cls(
-            operation_duration=meter.create_histogram(
+            operation_duration=seconds(
                 MESSAGING_CLIENT_OPERATION_DURATION,
-                unit="s",
-                description="Duration of a send (until the broker acknowledged it) or a receive.",
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+                "Duration of a send (until the broker acknowledged it) or a receive.",
+                DURATION_BUCKETS_S,
             ),
             sent_messages=sent,
             consumed_messages=consumed,
-            process_duration=meter.create_histogram(
+            process_duration=seconds(
                 MESSAGING_PROCESS_DURATION,
-                unit="s",
-                description="Time the application spent handling one message.",
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+                "Time the application spent handling one message.",
+                DURATION_BUCKETS_S,
             ),
-            record_age=meter.create_histogram(
+            record_age=seconds(
                 RECORD_AGE,
-                unit="s",
-                description="Time between a record's timestamp and the start of its processing.",
-                explicit_bucket_boundaries_advisory=AGE_BUCKETS_S,
+                "Time between a record's timestamp and the start of its processing.",
+                AGE_BUCKETS_S,
             ),
-            pipeline_age=meter.create_histogram(
+            pipeline_age=seconds(
                 PIPELINE_AGE,
-                unit="s",
-                description="Time since the first send of the message's pipeline, when its "
-                "processing starts.",
-                explicit_bucket_boundaries_advisory=AGE_BUCKETS_S,
+                "Time since the first send of the message's pipeline, when its processing starts.",
+                AGE_BUCKETS_S,
             ),
             consumer_lag=lag,
         )

@@ -25,11 +25,15 @@ ENV_INCOMING_CONTEXT = "KAFKA_AUTOTRACE_INCOMING_CONTEXT"
 ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
 ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
 ENV_MAX_INFLIGHT_SPANS = "KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS"
+ENV_HISTOGRAM_BUDGET = "KAFKA_AUTOTRACE_HISTOGRAM_BUDGET"
 
 DEFAULT_MAX_INFLIGHT_SPANS = 100_000
 """librdkafka's default ``queue.buffering.max.messages``: one producer at its default limit never
 reaches the cap, while a client that can hold far more unacknowledged messages (a large
 ``buffer_memory``, an outage) cannot make the SDK hold a span for each of them."""
+DEFAULT_HISTOGRAM_BUDGET = 500
+"""Measurements a second per histogram and attribute set: more than an ordinary service makes,
+and few enough that a busy one spends a bounded share of its CPU on them."""
 MEMO_LIMIT = 4096
 """Entries a per-name memo (topic exclusion, client attributes) holds before starting over."""
 
@@ -64,6 +68,9 @@ class Settings:
     """At most this many send spans wait for the broker's acknowledgement at once; sends past it
     get no span of their own (see :meth:`KafkaTelemetry.start_send
     <kafka_autotrace.core.telemetry.KafkaTelemetry.start_send>`)."""
+    histogram_budget: int = DEFAULT_HISTOGRAM_BUDGET
+    """At most this many measurements a second per histogram and attribute set, sampled evenly
+    above it; 0 records all (see :mod:`kafka_autotrace.core.budget`)."""
     _excluded_cache: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -80,6 +87,7 @@ class Settings:
             propagate=_flag(env, ENV_PROPAGATE, True),
             batch_process_spans=_flag(env, ENV_BATCH_PROCESS_SPANS, True),
             max_inflight_spans=_count(env, ENV_MAX_INFLIGHT_SPANS, DEFAULT_MAX_INFLIGHT_SPANS),
+            histogram_budget=_count(env, ENV_HISTOGRAM_BUDGET, DEFAULT_HISTOGRAM_BUDGET),
         )
 
     def is_excluded(self, topic: str) -> bool:

@@ -41,7 +41,12 @@ from opentelemetry.trace import (
 )
 
 from kafka_autotrace.core.adapter import ClientInfo, ClientState, ReceiveAdapter, RecordGetter
-from kafka_autotrace.core.attributes import RECEIVE, AttributeBuilder
+from kafka_autotrace.core.attributes import (
+    PIPELINE_AGE_ATTRIBUTE,
+    PIPELINE_ORIGIN,
+    RECEIVE,
+    AttributeBuilder,
+)
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
@@ -79,7 +84,7 @@ class KafkaTelemetry:
         self.settings = settings
         self._tracer = tracer
         self._sdk = SdkPresence(tracer, meter)
-        self._instruments = MessagingInstruments.create(meter)
+        self._instruments = MessagingInstruments.create(meter, settings.histogram_budget)
         self._attributes = AttributeBuilder(settings, self._instruments.process_duration)
         self._parenting = Parenting(settings.incoming_context)
         self._cap = InflightCap(settings.max_inflight_spans)
@@ -199,6 +204,17 @@ class KafkaTelemetry:
         if offset is not None:
             attributes[MESSAGING_KAFKA_OFFSET] = offset
         self._attributes.add_message(attributes, getter.key(record), getter.value(record), headers)
+        now_ms = time.time_ns() // 1_000_000
+        timestamp_ms = getter.timestamp_ms(record)
+        record_age = None
+        if timestamp_ms is not None and timestamp_ms > 0:
+            record_age = max(0, now_ms - timestamp_ms) / 1000.0
+        else:
+            timestamp_ms = now_ms
+        origin = origin_in(parent) or Origin(timestamp_ms, topic)
+        pipeline_age = max(0, now_ms - origin.ms) / 1000.0
+        attributes[PIPELINE_ORIGIN] = origin.topic
+        attributes[PIPELINE_AGE_ATTRIBUTE] = pipeline_age
         span = self._tracer.start_span(
             destination.process_name,
             context=parent,
@@ -210,16 +226,10 @@ class KafkaTelemetry:
             _run_hook(self._consume_hook, span, record)
         if not counted:
             self._instruments.consumed_messages.add(1, destination.receive_metrics)
-        now_ms = time.time_ns() // 1_000_000
-        timestamp_ms = getter.timestamp_ms(record)
-        if timestamp_ms is not None and timestamp_ms > 0:
-            age = max(0, now_ms - timestamp_ms) / 1000.0
-            self._instruments.record_age.record(age, destination.process_metrics)
-        else:
-            timestamp_ms = now_ms
-        origin = origin_in(parent) or Origin(timestamp_ms, topic)
+        if record_age is not None:
+            self._instruments.record_age.record(record_age, destination.process_metrics)
         self._instruments.pipeline_age.record(
-            max(0, now_ms - origin.ms) / 1000.0, destination.pipeline_metrics(origin.topic)
+            pipeline_age, destination.pipeline_metrics(origin.topic)
         )
         context = with_origin(set_span_in_context(span, parent), origin)
         return ProcessScope(span, context, destination.processed)

@@ -29,6 +29,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 )
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
+from kafka_autotrace.core.attributes import PIPELINE_AGE_ATTRIBUTE, PIPELINE_ORIGIN
+
 if TYPE_CHECKING:
     from kafka_autotrace.tools.receiver import ReceivedSpan
 
@@ -104,7 +106,7 @@ def glyphs_for(stream: TextIO) -> Glyphs:
 
 LEGEND = (
     "{span} span   {queue} waiting in Kafka ({at_most}: at most)   p0@3 partition 0, offset 3   "
-    "MISSING sent, never processed"
+    "since X: pipeline age, from the first send to topic X   MISSING sent, never processed"
 )
 
 
@@ -193,6 +195,17 @@ class TraceView:
         return sum(row.span.status_code == "ERROR" for row in self.rows)
 
     @property
+    def pipeline_age(self) -> tuple[float, str] | None:
+        """The oldest pipeline age a process span of this trace measured, with its origin:
+        how long the message's pipeline had run, end to end, when its last hop began."""
+        ages = [
+            (float(age), str(row.span.attributes.get(PIPELINE_ORIGIN, "?")))
+            for row in self.rows
+            if isinstance(age := row.span.attributes.get(PIPELINE_AGE_ATTRIBUTE), (int, float))
+        ]
+        return max(ages) if ages else None
+
+    @property
     def services(self) -> list[str]:
         """Services in the order they first appear in the trace."""
         return list(dict.fromkeys(row.span.service_name or "?" for row in self.rows))
@@ -213,6 +226,10 @@ class TraceView:
             header.append(f"key {key}")
         header.append(glyphs.arrow.join(self.services))
         header.append(format_duration(self.end_ns - self.start_ns, glyphs))
+        pipeline = self.pipeline_age
+        if pipeline is not None:
+            age, origin = pipeline
+            header.append(f"{_seconds(age, glyphs)} since {origin} (pipeline age)")
         if self.missing:
             header.append(f"{self.missing} MISSING")
         if self.errors:
@@ -359,6 +376,10 @@ def _details(row: _Row, glyphs: Glyphs) -> list[str]:
         bound = f"{glyphs.at_most} " if row.queue.at_most else ""
         waited = format_duration(row.queue.nanoseconds, glyphs)
         details.append(f"waited {bound}{waited} in Kafka")
+    pipeline_age = attributes.get(PIPELINE_AGE_ATTRIBUTE)
+    if isinstance(pipeline_age, (int, float)):
+        origin = attributes.get(PIPELINE_ORIGIN, "?")
+        details.append(f"{_seconds(pipeline_age, glyphs)} since {origin}")
     if row.orphan:
         details.append("(parent span not received)")
     if row.missing:
@@ -367,6 +388,10 @@ def _details(row: _Row, glyphs: Glyphs) -> list[str]:
         reason = attributes.get(ERROR_TYPE) or row.span.status_message
         details.append(f"{glyphs.mark} ERROR" + (f" {reason}" if reason else ""))
     return details
+
+
+def _seconds(seconds: float, glyphs: Glyphs) -> str:
+    return format_duration(round(seconds * 1_000_000_000), glyphs)
 
 
 def _clip(text: str, width: int, glyphs: Glyphs) -> str:
