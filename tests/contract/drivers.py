@@ -33,6 +33,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Span, SpanContext
 from support.broker import free_port, start_private_broker
 
+from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 
@@ -166,6 +167,8 @@ class Driver(ABC):
         """The traced driver whose producer propagates context: this one, unless its client's
         producer cannot carry headers."""
         self._shared: Any = None
+        self._producers: list[Any] = []
+        """The producers made, for ``shutdown`` to close where the client has them closed."""
 
     def _shared_producer(self) -> Any:
         """The producer sends use unless given one, made on first use."""
@@ -173,10 +176,13 @@ class Driver(ABC):
             self._shared = self.producer()
         return self._shared
 
+    module: ClassVar[str]
+    """The client's module, by name."""
+
     @classmethod
-    @abstractmethod
     def require(cls) -> ModuleType:
         """The client's module; ImportError where it is not installed here."""
+        return importlib.import_module(cls.module)
 
     def __enter__(self: D) -> D:
         return self
@@ -304,6 +310,37 @@ class Driver(ABC):
 # -- kafka-python -----------------------------------------------------------------------------
 
 
+def _producer_config(bootstrap: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A kafka-python or aiokafka producer's configuration (the same spelling)."""
+    return {"bootstrap_servers": bootstrap, "linger_ms": 0, "client_id": CLIENT_ID, **config}
+
+
+def _consumer_config(bootstrap: str, topic: str) -> dict[str, Any]:
+    """A kafka-python or aiokafka consumer's configuration: its group, read from the start,
+    committing nothing."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "group_id": f"{topic}-group",
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+    }
+
+
+def _attribute_record(raw: Any) -> Record:
+    """A kafka-python or aiokafka record, read: aiokafka gives its headers as a tuple."""
+    return Record(raw.value, raw.key, list(raw.headers), raw.offset)
+
+
+def _handled_by_partition(batches: Mapping[Any, list[Any]]) -> list[Handled]:
+    """A ``{TopicPartition: [records]}`` batch iterated as an application would."""
+    assert all(batches.values()), "a batch call leaves out partitions without records"
+    return [
+        Handled(_attribute_record(raw), current_span_context())
+        for records in batches.values()
+        for raw in records
+    ]
+
+
 def _kafka_python_ack(future: Any) -> Ack:
     metadata = future.get(timeout=10)
     return Ack(metadata.partition, metadata.offset)
@@ -313,6 +350,7 @@ class KafkaPython(Driver):
     """``KafkaProducer`` and ``KafkaConsumer``: one record by iteration, batches by poll()."""
 
     name = "kafka-python"
+    module = "kafka"
     instrumentor = KafkaPythonInstrumentor
     entry_point = "kafka_autotrace_kafka_python"
     acks_on_flush = False  # its I/O thread acknowledges on its own, maybe before any check
@@ -338,25 +376,13 @@ class KafkaPython(Driver):
     def __init__(self, bootstrap: str) -> None:
         super().__init__(bootstrap)
         self.kafka = self.require()
-        self._producers: list[Any] = []
-
-    @classmethod
-    def require(cls) -> ModuleType:
-        return importlib.import_module("kafka")
 
     def shutdown(self) -> None:
         for producer in self._producers:
             producer.close(timeout=5)
 
     def producer(self, **config: Any) -> Any:
-        producer = self.kafka.KafkaProducer(
-            **{
-                "bootstrap_servers": self.bootstrap,
-                "linger_ms": 0,
-                "client_id": CLIENT_ID,
-                **config,
-            }
-        )
+        producer = self.kafka.KafkaProducer(**_producer_config(self.bootstrap, config))
         self._producers.append(producer)
         return producer
 
@@ -398,12 +424,7 @@ class KafkaPython(Driver):
 
     def consumer(self, *topics: str, **config: Any) -> Any:
         consumer = self.kafka.KafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=f"{topics[0]}-group",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=10_000,
-            **config,
+            **_consumer_config(self.bootstrap, topics[0]), consumer_timeout_ms=10_000, **config
         )
         consumer.assign([self.kafka.TopicPartition(topic, 0) for topic in topics])
         return consumer
@@ -412,16 +433,12 @@ class KafkaPython(Driver):
         return self.record(next(consumer))
 
     def poll_batch(self, consumer: Any, up_to: int, timeout: float) -> list[Handled]:
-        batches = consumer.poll(timeout_ms=int(timeout * 1000), max_records=up_to)
-        assert all(batches.values()), "poll() leaves out partitions without records"
-        return [
-            Handled(self.record(raw), current_span_context())
-            for records in batches.values()
-            for raw in records
-        ]
+        return _handled_by_partition(
+            consumer.poll(timeout_ms=int(timeout * 1000), max_records=up_to)
+        )
 
     def record(self, raw: Any) -> Record:
-        return Record(raw.value, raw.key, list(raw.headers), raw.offset)
+        return _attribute_record(raw)
 
     def patch_targets(self) -> tuple[list[Any], set[str]]:
         namespaces = [self.kafka.KafkaProducer, self.kafka.KafkaConsumer]
@@ -500,6 +517,7 @@ class ConfluentKafka(Driver):
     """``Producer`` and ``Consumer``: one message by poll(), batches by consume(n)."""
 
     name = "confluent-kafka"
+    module = "confluent_kafka"
     instrumentor = ConfluentKafkaInstrumentor
     entry_point = "kafka_autotrace_confluent_kafka"
     acks_on_flush = True
@@ -551,10 +569,6 @@ class ConfluentKafka(Driver):
 
     def shutdown(self) -> None:
         """Nothing to do: a confluent_kafka.Producer has nothing to close."""
-
-    @classmethod
-    def require(cls) -> ModuleType:
-        return importlib.import_module("confluent_kafka")
 
     def producer(self, **config: Any) -> Any:
         return self.confluent_kafka.Producer(_confluent_producer_config(self.bootstrap, config))
@@ -626,46 +640,21 @@ def aio_module() -> ModuleType:
         return importlib.import_module("confluent_kafka.experimental.aio")
 
 
-class ConfluentAio(Driver):
-    """``AIOProducer`` and ``AIOConsumer``, each call awaited in the driver's own event loop.
+class AsyncDriver(Driver):
+    """A driver of an asyncio client: each call awaited in the driver's own event loop.
 
     Every operation (and any coroutine a test passes to ``run``) is awaited in one long-lived
-    task, ``_app``, so a process span the adapter made current there after ``await poll()`` is
-    still current for the next operation, exactly as in an application's consumer task;
+    task, ``_app``, so a process span the adapter made current there after an awaited receive
+    is still current for the next operation, exactly as in an application's consumer task;
     ``elsewhere`` awaits operations in tasks of their own.
     """
 
-    name = "confluent-kafka-aio"
-    instrumentor = ConfluentKafkaInstrumentor
-    entry_point = "kafka_autotrace_confluent_kafka"
-    acks_on_flush = True
-    invalid_calls = (
-        InvalidCall(
-            "headers",
-            lambda p, t: p.produce(t, b"v", headers=[("app", b"1")]),
-            (NotImplementedError,),
-        ),
-    )
-    missing: ClassVar[Mapping[str, str]] = {
-        HEADERS: "AIOProducer sends through produce_batch(), which cannot carry headers: it "
-        "raises NotImplementedError when given some and adds none (test_confluent_kafka_aio.py); "
-        "the contract tests that need context propagated send with the driver's carrier, "
-        "a traced confluent_kafka.Producer",
-    }
-
     def __init__(self, bootstrap: str) -> None:
         super().__init__(bootstrap)
-        self.aio = self.require()
-        self.carrier = ConfluentKafka(bootstrap)
-        self._producers: list[Any] = []
         self._loop = asyncio.new_event_loop()
         self._inbox: asyncio.Queue[tuple[Awaitable[Any], asyncio.Future[Any]]]
         self._app = self._loop.run_until_complete(self._start())
         self._fresh_tasks = False
-
-    @classmethod
-    def require(cls) -> ModuleType:
-        return aio_module()
 
     async def _start(self) -> asyncio.Task[None]:
         self._inbox = asyncio.Queue()
@@ -690,13 +679,28 @@ class ConfluentAio(Driver):
         self._inbox.put_nowait((operation, done))
         return self._loop.run_until_complete(done)
 
-    def shutdown(self) -> None:
-        for producer in self._producers:
-            self.run(producer.close())
+    def _close_loop(self) -> None:
+        """End the application's task and the loop, once the driver closed its clients."""
         self._app.cancel()
         self._loop.run_until_complete(asyncio.gather(self._app, return_exceptions=True))
         self._loop.close()
-        self.carrier.shutdown()
+
+    @abstractmethod
+    async def _new_producer(self, config: Mapping[str, Any]) -> Any:
+        """A producer made in the loop, as the client's producers use the running loop."""
+
+    def producer(self, **config: Any) -> Any:
+        return self.run(self._new_producer(config))
+
+    def attempt(self, invalid: InvalidCall, topic: str) -> BaseException:
+        async def attempt() -> BaseException:
+            producer = await self._new_producer(invalid.config)
+            with pytest.raises(invalid.raises) as raised:
+                await invalid.call(producer, topic)
+            await producer.flush()
+            return raised.value
+
+        return self.run(attempt())
 
     def in_app(self, function: Callable[[], T]) -> T:
         async def call() -> T:
@@ -712,6 +716,43 @@ class ConfluentAio(Driver):
         finally:
             self._fresh_tasks = False
 
+
+class ConfluentAio(AsyncDriver):
+    """``AIOProducer`` and ``AIOConsumer``: one message by poll(), batches by consume(n)."""
+
+    name = "confluent-kafka-aio"
+    instrumentor = ConfluentKafkaInstrumentor
+    entry_point = "kafka_autotrace_confluent_kafka"
+    acks_on_flush = True
+    invalid_calls = (
+        InvalidCall(
+            "headers",
+            lambda p, t: p.produce(t, b"v", headers=[("app", b"1")]),
+            (NotImplementedError,),
+        ),
+    )
+    missing: ClassVar[Mapping[str, str]] = {
+        HEADERS: "AIOProducer sends through produce_batch(), which cannot carry headers: it "
+        "raises NotImplementedError when given some and adds none (test_confluent_kafka_aio.py); "
+        "the contract tests that need context propagated send with the driver's carrier, "
+        "a traced confluent_kafka.Producer",
+    }
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.aio = self.require()
+        self.carrier = ConfluentKafka(bootstrap)
+
+    @classmethod
+    def require(cls) -> ModuleType:
+        return aio_module()
+
+    def shutdown(self) -> None:
+        for producer in self._producers:
+            self.run(producer.close())
+        self._close_loop()
+        self.carrier.shutdown()
+
     # -- producing ----------------------------------------------------------------------------
 
     async def _new_producer(self, config: Mapping[str, Any]) -> Any:
@@ -721,9 +762,6 @@ class ConfluentAio(Driver):
         )
         self._producers.append(producer)
         return producer
-
-    def producer(self, **config: Any) -> Any:
-        return self.run(self._new_producer(config))
 
     def produce(
         self, topic: str, value: bytes | None, key: bytes | None = None, producer: Any = None
@@ -736,16 +774,6 @@ class ConfluentAio(Driver):
         await producer.flush()  # 2.12 resolves futures only on flush
         message = await asyncio.wait_for(future, 10)
         return Ack(message.partition(), message.offset())
-
-    def attempt(self, invalid: InvalidCall, topic: str) -> BaseException:
-        async def attempt() -> BaseException:
-            producer = await self._new_producer(invalid.config)
-            with pytest.raises(invalid.raises) as raised:
-                await invalid.call(producer, topic)
-            await producer.flush()
-            return raised.value
-
-        return self.run(attempt())
 
     def undeliverable(self, tmp_path: Path) -> Undelivered:
         async def lost() -> Any:
@@ -802,6 +830,151 @@ class ConfluentAio(Driver):
         }
 
 
+# -- aiokafka ---------------------------------------------------------------------------------
+
+
+async def _aiokafka_ack(sent: Awaitable[Any]) -> Ack:
+    """The acknowledgement of a send call: ``send()`` gives a future to await as well,
+    ``send_and_wait()`` the RecordMetadata itself."""
+    result = await sent
+    metadata = await asyncio.wait_for(result, 10) if asyncio.isfuture(result) else result
+    return Ack(metadata.partition, metadata.offset)
+
+
+class AIOKafka(AsyncDriver):
+    """``AIOKafkaProducer`` and ``AIOKafkaConsumer``: one record by getone(), batches by
+    getmany()."""
+
+    name = "aiokafka"
+    module = "aiokafka"
+    instrumentor = AIOKafkaInstrumentor
+    entry_point = "kafka_autotrace_aiokafka"
+    acks_on_flush = False  # its sender task acknowledges on its own, maybe before any check
+    header_kinds = ("list", "none")  # aiokafka rejects a dict with TypeError
+    call_forms = (
+        CallForm("positional", lambda p, t, h: p.send(t, b"v", b"k", None, None, h)),
+        CallForm("keyword", lambda p, t, h: p.send(t, value=b"v", key=b"k", headers=h)),
+        CallForm("tombstone", lambda p, t, h: p.send(t, None, b"k", headers=h), value=None),
+        CallForm("all-keyword", lambda p, t, h: p.send(topic=t, key=b"k", headers=h), value=None),
+        CallForm("send-and-wait", lambda p, t, h: p.send_and_wait(t, b"v", b"k", headers=h)),
+    )
+    invalid_calls = (
+        InvalidCall("no-key-no-value", lambda p, t: p.send(t), (AssertionError,)),
+        InvalidCall(
+            "str-header-value", lambda p, t: p.send(t, b"v", headers=[("a", "s")]), (TypeError,)
+        ),
+        InvalidCall(
+            "dict-headers", lambda p, t: p.send(t, b"v", headers={"a": b"1"}), (TypeError,)
+        ),
+        InvalidCall(
+            "size",
+            lambda p, t: p.send(t, b"x" * 4000),
+            (Exception,),
+            config={"max_request_size": 1000},
+        ),
+    )
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.aiokafka = self.require()
+
+    def shutdown(self) -> None:
+        for producer in self._producers:
+            self.run(producer.stop())
+        self._close_loop()
+
+    # -- producing ----------------------------------------------------------------------------
+
+    async def _new_producer(self, config: Mapping[str, Any]) -> Any:
+        """Made and started in the loop, whose tasks send its batches."""
+        producer = self.aiokafka.AIOKafkaProducer(**_producer_config(self.bootstrap, config))
+        await producer.start()
+        self._producers.append(producer)
+        return producer
+
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None = None, producer: Any = None
+    ) -> Callable[[], Ack]:
+        future = self.run((producer or self._shared_producer()).send(topic, value, key=key))
+
+        async def acked() -> Any:
+            return future
+
+        return lambda: self.run(_aiokafka_ack(acked()))
+
+    def send_form(self, topic: str, form: CallForm, headers: Any) -> Ack:
+        return self.run(_aiokafka_ack(form.call(self._shared_producer(), topic, headers)))
+
+    def undeliverable(self, tmp_path: Path) -> Undelivered:
+        """To a broker stopped after the producer learned its metadata: without metadata,
+        send() would wait for it instead of queueing the message."""
+        private = start_private_broker(tmp_path / "broker.log")
+
+        async def lost() -> BaseException:
+            producer = await self._new_producer(
+                {
+                    "bootstrap_servers": private.bootstrap_servers,
+                    "request_timeout_ms": 1000,
+                    "retry_backoff_ms": 100,
+                }
+            )
+            await _aiokafka_ack(producer.send("doomed", b"warm-up"))
+            private.stop()
+            future = await producer.send("doomed", b"lost")
+            with pytest.raises(self.aiokafka.errors.KafkaError) as raised:
+                await asyncio.wait_for(future, 30)
+            return raised.value
+
+        try:
+            error = self.run(lost())
+        finally:
+            private.stop()
+        return Undelivered(type(error).__qualname__, sends=2)
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    async def _new_consumer(self, topics: Sequence[str], config: Mapping[str, Any]) -> Any:
+        consumer = self.aiokafka.AIOKafkaConsumer(
+            **_consumer_config(self.bootstrap, topics[0]), **config
+        )
+        await consumer.start()
+        consumer.assign([self.aiokafka.TopicPartition(topic, 0) for topic in topics])
+        return consumer
+
+    def consumer(self, *topics: str, **config: Any) -> Any:
+        return self.run(self._new_consumer(topics, config))
+
+    def next_record(self, consumer: Any) -> Record:
+        async def next_record() -> Record:
+            # Awaited here, not in wait_for()'s task: the span must be current in this one.
+            return self.record(await consumer.getone())
+
+        return self.run(next_record())
+
+    def poll_batch(self, consumer: Any, up_to: int, timeout: float) -> list[Handled]:
+        async def poll() -> list[Handled]:
+            return _handled_by_partition(
+                await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=up_to)
+            )
+
+        return self.run(poll())
+
+    def close(self, consumer: Any) -> None:
+        self.run(consumer.stop())
+
+    def record(self, raw: Any) -> Record:
+        return _attribute_record(raw)
+
+    def patch_targets(self) -> tuple[list[Any], set[str]]:
+        namespaces = [self.aiokafka.AIOKafkaProducer, self.aiokafka.AIOKafkaConsumer]
+        return namespaces, {
+            "AIOKafkaProducer.send",
+            "AIOKafkaConsumer.getone",
+            "AIOKafkaConsumer.getmany",
+            "AIOKafkaConsumer.stop",
+        }
+
+
 def driver_fixture(cls: type[D]) -> Any:
     """A ``driver`` fixture of ``cls`` alone, for a client's own tests outside the contract."""
 
@@ -814,5 +987,5 @@ def driver_fixture(cls: type[D]) -> Any:
 
 
 DRIVERS: Mapping[str, type[Driver]] = {
-    driver.name: driver for driver in (KafkaPython, ConfluentKafka, ConfluentAio)
+    driver.name: driver for driver in (KafkaPython, ConfluentKafka, ConfluentAio, AIOKafka)
 }
