@@ -9,6 +9,8 @@
 - ``getmany``: a ``poll`` span per non-empty batch, then a ``process`` span per record as the
   application iterates the returned lists.
 - ``stop``: ends the open ``process`` span.
+- The lag gauge reads each assigned partition's high watermark and position from the
+  consumer's subscription state, without awaiting anything.
 
 ``create_batch()``/``send_batch()`` are not traced: the application appends messages to the
 batch builder itself, and a batch carries one future for all of them.
@@ -16,6 +18,7 @@ batch builder itself, and a batch carries one future for all of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.instrumentation.utils import unwrap
@@ -82,6 +85,32 @@ class _Receive(MappingBatches, ReceiveAdapter):
 
     def describe(self, client: Any) -> ClientState:
         return _info(getattr(client, "_client", None), getattr(client, "_group_id", None))
+
+    def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
+        return list(consumer.assignment())
+
+    def partition_lag(
+        self, consumer: Any, state: ClientState, partition: Any
+    ) -> tuple[str, int, int] | None:
+        """From the high watermark of the last fetch and the position, both read synchronously
+        (``position()`` is a coroutine, and awaits a position that is not known yet); None for
+        either while unknown, or where aiokafka keeps them elsewhere than 0.9 to 0.14 do."""
+        highwater = consumer.highwater(partition)
+        position = _position(consumer, partition)
+        if not isinstance(highwater, int) or position is None:
+            return None
+        return partition.topic, partition.partition, highwater - position
+
+
+def _position(consumer: Any, partition: Any) -> int | None:
+    """The consumer's position in ``partition``, as ``position()`` would return it once known."""
+    subscription = getattr(getattr(consumer, "_subscription", None), "subscription", None)
+    assignment = getattr(subscription, "assignment", None)
+    partition_state = getattr(assignment, "state_value", lambda _: None)(partition)
+    if not getattr(partition_state, "has_valid_position", False):
+        return None
+    position = getattr(partition_state, "position", None)
+    return position if isinstance(position, int) else None
 
 
 INSTRUMENTER = Instrumenter()
