@@ -30,7 +30,7 @@ from kafka_autotrace.core.metrics import RECORD_AGE
 from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedMetricPoint
 
 STEP = Path(__file__).parent / "apps" / "pipeline_step.py"
-CLIENTS = ["kafka-python", "confluent-kafka"]
+CLIENTS = ["kafka-python", "confluent-kafka", "aiokafka"]
 
 PIPELINE_AGE = "kafka_autotrace.pipeline.age"
 CONSUMER_LAG = "kafka_autotrace.consumer.lag"

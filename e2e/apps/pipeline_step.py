@@ -1,7 +1,7 @@
 """One step of a pipeline on the client named first: a producer (no --source), a stage
 (--source and --target) or a final consumer (--source only). No OpenTelemetry code anywhere.
 
-Usage: pipeline_step.py kafka-python|confluent-kafka BOOTSTRAP --count N
+Usage: pipeline_step.py kafka-python|confluent-kafka|aiokafka BOOTSTRAP --count N
            [--source TOPIC --group GROUP] [--target TOPIC] [--partitions P]
            [--pace S] [--delay S] [--idle]
 
@@ -106,9 +106,69 @@ class ConfluentKafka:
             self.consumer.close()
 
 
+class AIOKafka:
+    """Every call run on the app's own event loop, as the clients' tasks need one; they run
+    only while a call does, which suits a step that calls them all the time."""
+
+    def __init__(self, args: argparse.Namespace, on_ready: Callable[[], None]) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self.producer, self.consumer = self.loop.run_until_complete(self._start(args, on_ready))
+
+    async def _start(self, args: argparse.Namespace, on_ready: Callable[[], None]) -> Any:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+
+        class Ready(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: object) -> None:
+                pass
+
+            def on_partitions_assigned(self, assigned: object) -> None:
+                on_ready()
+
+        producer = consumer = None
+        if args.target:
+            producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap)
+            await producer.start()
+        if args.source:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=args.bootstrap, group_id=args.group, auto_offset_reset="earliest"
+            )
+            consumer.subscribe([args.source], listener=Ready())
+            await consumer.start()
+        return producer, consumer
+
+    def send(self, topic: str, value: bytes, partition: int | None) -> None:
+        """Waits for the acknowledgement: the producer's sender task runs only in a call, and
+        a message left queued would age in this app, not in the topic."""
+        self.loop.run_until_complete(self.producer.send_and_wait(topic, value, partition=partition))
+
+    def flush(self) -> None:
+        self.loop.run_until_complete(self.producer.flush())
+
+    def take(self, most: int) -> list[Record]:
+        batches = self.loop.run_until_complete(
+            self.consumer.getmany(timeout_ms=POLL_S * 1000, max_records=most)
+        )
+        return [(r.partition, r.offset, r.value) for rs in batches.values() for r in rs]
+
+    def pause(self) -> None:
+        async def pause() -> None:  # pause() makes a future of the running loop
+            self.consumer.pause(*self.consumer.assignment())
+
+        self.loop.run_until_complete(pause())
+
+    def close(self) -> None:
+        for client in (self.producer, self.consumer):
+            if client is not None:
+                self.loop.run_until_complete(client.stop())
+        self.loop.close()
+
+
 CLIENTS: dict[str, Callable[[argparse.Namespace, Callable[[], None]], Any]] = {
     "kafka-python": KafkaPython,
     "confluent-kafka": ConfluentKafka,
+    "aiokafka": AIOKafka,
 }
 
 
