@@ -62,7 +62,8 @@ test-coexistence: install
 	[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
 	$$env/bin/python -m pip install --quiet -e '.[test]' \
 		"opentelemetry-instrumentation-kafka-python==$(UPSTREAM_CONTRIB)" \
-		"opentelemetry-instrumentation-confluent-kafka==$(UPSTREAM_CONTRIB)" || exit 1; \
+		"opentelemetry-instrumentation-confluent-kafka==$(UPSTREAM_CONTRIB)" \
+		"opentelemetry-instrumentation-aiokafka==$(UPSTREAM_CONTRIB)" || exit 1; \
 	$$env/bin/python -m pytest tests/test_reliability_coexistence.py \
 		e2e/test_reliability_coexistence_e2e.py
 

@@ -15,6 +15,7 @@ from support.apps import run_app
 from support.broker import unique_topic
 from support.traces import assert_process_spans_are_children_of_sends, count_named, named
 
+from kafka_autotrace.clients.registry import CLIENTS
 from kafka_autotrace.tools.receiver import OtlpReceiver
 
 APPS = Path(__file__).parent / "apps"
@@ -22,19 +23,19 @@ COUNT = 5
 UPSTREAM = {
     "kafka-python": "opentelemetry-instrumentation-kafka-python",
     "confluent-kafka": "opentelemetry-instrumentation-confluent-kafka",
+    "aiokafka": "opentelemetry-instrumentation-aiokafka",
 }
 PRODUCER = {
     "kafka-python": ("kafka_python_producer.py",),
     "confluent-kafka": ("confluent_producer.py", "plain"),
+    "aiokafka": ("aiokafka_producer.py",),
 }
 CONSUMER = {
     "kafka-python": ("kafka_python_consumer.py", "iterate"),
     "confluent-kafka": ("confluent_consumer.py", "poll"),
+    "aiokafka": ("aiokafka_consumer.py", "getone"),
 }
-UPSTREAM_MODULES = (
-    "opentelemetry.instrumentation.kafka",
-    "opentelemetry.instrumentation.confluent_kafka",
-)
+UPSTREAM_MODULES = tuple(client.upstream.module for client in CLIENTS)
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(module) is None for module in UPSTREAM_MODULES),
@@ -74,7 +75,7 @@ def test_with_upstream_installed_each_message_is_traced_once(
     assert len(sends) == len(processes) == COUNT
     assert_process_spans_are_children_of_sends(sends, processes)
     for result in (produced, consumed):
-        # Both clients are installed, so both of our instrumentors take over: one line each,
+        # Every client is installed, so each of our instrumentors takes over: one line each,
         # and nothing else from kafka-autotrace.
         ours = sorted(line for line in result.stderr.splitlines() if "kafka-autotrace:" in line)
         assert len(ours) == len(UPSTREAM), result.stderr

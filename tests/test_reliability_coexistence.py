@@ -1,9 +1,9 @@
 """Coexistence with the upstream contrib instrumentors of the same clients.
 
-``opentelemetry-bootstrap -a install`` puts opentelemetry-instrumentation-kafka-python or
--confluent-kafka beside any Kafka client, and ``opentelemetry-instrument`` then loads theirs and
-ours in whatever order entry points come. Either way each message must get one send span, one
-process span and one ``traceparent``: ours. One warning says what happened.
+``opentelemetry-bootstrap -a install`` puts opentelemetry-instrumentation-kafka-python,
+-confluent-kafka or -aiokafka beside any Kafka client, and ``opentelemetry-instrument`` then
+loads theirs and ours in whatever order entry points come. Either way each message must get one
+send span, one process span and one ``traceparent``: ours. One warning says what happened.
 
 The mechanism is tested here against a stand-in upstream instrumentor; the tests marked
 ``needs_upstream`` run against the real packages, which pin their own release of
@@ -13,6 +13,7 @@ test-coexistence``). In any other environment they are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import importlib.util
@@ -20,6 +21,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import aiokafka
 import confluent_kafka
 import pytest
 from confluent_kafka.cimpl import Producer as UntracedProducer
@@ -27,7 +29,8 @@ from support.broker import read_record
 from support.fake_upstream import FakeUpstreamInstrumentor
 from support.otel import RecordingSdk, instrumented, traceparent
 
-from kafka_autotrace.clients.registry import KAFKA_PYTHON
+from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
+from kafka_autotrace.clients.registry import CLIENTS, KAFKA_PYTHON
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor, Upstream
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
@@ -35,8 +38,7 @@ from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 TAKEOVER = "is installed too"
 BASE_WARNING = "Attempting to instrument while already instrumented"
 needs_upstream = pytest.mark.skipif(
-    importlib.util.find_spec("opentelemetry.instrumentation.kafka") is None
-    or importlib.util.find_spec("opentelemetry.instrumentation.confluent_kafka") is None,
+    any(importlib.util.find_spec(client.upstream.module) is None for client in CLIENTS),
     reason="needs the upstream contrib instrumentations: run `make test-coexistence`",
 )
 
@@ -138,9 +140,30 @@ def confluent_round_trip(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:
     return list(read_record(bootstrap, topic).headers() or [])
 
 
+def aiokafka_round_trip(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:
+    async def round_trip() -> list[tuple[str, bytes]]:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap)
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
+        await producer.start()
+        await consumer.start()
+        try:
+            await producer.send_and_wait(topic, b"v")
+            consumer.assign([aiokafka.TopicPartition(topic, 0)])
+            record = await consumer.getone()
+        finally:
+            await producer.stop()
+            await consumer.stop()
+        return list(record.headers)
+
+    return asyncio.run(round_trip())
+
+
 ROUND_TRIPS = {
     "kafka-python": (KafkaPythonInstrumentor, kafka_python_round_trip),
     "confluent-kafka": (ConfluentKafkaInstrumentor, confluent_round_trip),
+    "aiokafka": (AIOKafkaInstrumentor, aiokafka_round_trip),
 }
 
 

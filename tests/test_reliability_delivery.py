@@ -9,11 +9,14 @@ that very message's send span. Every span started must have ended.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiokafka
 import confluent_kafka
 import kafka
 import pytest
@@ -28,6 +31,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from support.broker import create_topic, read_record, unique_topic
 from support.otel import NewOrigin, RecordingSdk, instrumented, traceparent
 
+from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 from kafka_autotrace.core.pipeline import ORIGIN_HEADER
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
@@ -247,3 +251,59 @@ def test_confluent_record_that_fits_only_without_our_headers_is_still_delivered(
     assert (record.value(), record.headers()) == (b"y" * size, None)
     delivered = [s for s in confluent_sdk.spans("send") if s.status.is_ok]
     assert len(delivered) == 1, "the delivered record's send span ends without error"
+
+
+@pytest.fixture
+def aiokafka_sdk() -> Iterator[RecordingSdk]:
+    with instrumented(AIOKafkaInstrumentor()) as sdk:
+        yield sdk
+
+
+async def aiokafka_send_all(bootstrap: str, topic: str, batch: list[Message]) -> list[Any]:
+    """Every send enqueued before any acknowledgement is awaited; the record metadata in send
+    order."""
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, m.value, key=m.key, headers=list(m.headers) or None)
+            for m in batch
+        ]
+        return list(await asyncio.gather(*futures))
+    finally:
+        await producer.stop()
+
+
+async def aiokafka_receive_all(
+    bootstrap: str, topic: str, count: int
+) -> dict[tuple[int, int], Message]:
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    consumer.assign([aiokafka.TopicPartition(topic, p) for p in range(PARTITIONS)])
+    received: dict[tuple[int, int], Message] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while len(received) < count:
+            assert time.monotonic() < deadline, f"only {len(received)} of {count} arrived"
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    received[(record.partition, record.offset)] = Message(
+                        record.key, record.value, list(record.headers)
+                    )
+    finally:
+        await consumer.stop()
+    return received
+
+
+def test_aiokafka_delivers_every_message_intact_and_in_order(
+    aiokafka_sdk: RecordingSdk, bootstrap: str, three_partitions: str
+) -> None:
+    batch = messages(MESSAGES)
+    origin = NewOrigin(three_partitions)
+    metadata = asyncio.run(aiokafka_send_all(bootstrap, three_partitions, batch))
+    positions = [(m.partition, m.offset) for m in metadata]
+    assert_in_send_order(positions)
+
+    received = asyncio.run(aiokafka_receive_all(bootstrap, three_partitions, MESSAGES))
+    assert_delivered_intact(dict(zip(positions, batch)), received, aiokafka_sdk, origin)

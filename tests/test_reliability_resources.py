@@ -9,11 +9,13 @@ Memory over a long run is measured by ``soak/run.py``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Iterator
 from typing import Any, Callable
 
+import aiokafka
 import confluent_kafka
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -67,7 +69,33 @@ def consumed_traceparents(bootstrap: str, topic: str, count: int) -> list[bytes 
     return found
 
 
-BURSTS = {"kafka-python": kafka_python_burst, "confluent-kafka": confluent_burst}
+def aiokafka_burst(bootstrap: str, topic: str, count: int) -> Callable[[], None]:
+    """The sends are enqueued on a loop that is not run again until the flush, so none can
+    be acknowledged before it. aiokafka's flush waits out the linger, hence a short one."""
+    loop = asyncio.new_event_loop()
+
+    async def send() -> aiokafka.AIOKafkaProducer:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=3_000)
+        await producer.start()
+        for index in range(count):
+            await producer.send(topic, str(index).encode())
+        return producer
+
+    producer = loop.run_until_complete(send())
+
+    def flush() -> None:
+        loop.run_until_complete(producer.flush())
+        loop.run_until_complete(producer.stop())
+        loop.close()
+
+    return flush
+
+
+BURSTS = {
+    "kafka-python": kafka_python_burst,
+    "confluent-kafka": confluent_burst,
+    "aiokafka": aiokafka_burst,
+}
 
 
 @pytest.fixture(params=sorted(BURSTS))

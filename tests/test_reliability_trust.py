@@ -11,9 +11,11 @@ tell the modes apart. Then: nothing of the message is recorded unless configured
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import aiokafka
 import confluent_kafka
 import pytest
 from confluent_kafka.cimpl import Producer as UntracedProducer
@@ -78,7 +80,30 @@ def handle_with_confluent(bootstrap: str, topic: str, forward_to: str) -> None:
     consumer.close()
 
 
-HANDLERS = {"kafka-python": handle_with_kafka_python, "confluent-kafka": handle_with_confluent}
+def handle_with_aiokafka(bootstrap: str, topic: str, forward_to: str) -> None:
+    async def handle() -> None:
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await producer.start()
+        try:
+            consumer.assign([aiokafka.TopicPartition(topic, 0)])
+            record = await consumer.getone()
+            await producer.send_and_wait(forward_to, record.value)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    asyncio.run(handle())
+
+
+HANDLERS = {
+    "kafka-python": handle_with_kafka_python,
+    "confluent-kafka": handle_with_confluent,
+    "aiokafka": handle_with_aiokafka,
+}
 
 
 @pytest.fixture(params=sorted(HANDLERS))
