@@ -9,12 +9,14 @@ may log a context detach error.
 from __future__ import annotations
 
 import abc
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
+import aiokafka
 import confluent_kafka
 import kafka
 import pytest
@@ -28,6 +30,7 @@ from support.broker import Broker, create_topic, start_private_broker, unique_to
 from support.network import closed_port
 from support.otel import INSTRUMENTORS, RecordingSdk, instrumented
 
+from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 
@@ -268,6 +271,125 @@ def test_confluent_consumer_outlives_its_broker_without_leaking_spans(
                 if handled == 5:
                     private_broker.stop()
         consumer.close()
+    assert handled >= 5
+    assert len(sdk.spans("process")) == handled
+    assert sdk.open_spans.names() == []
+    assert DETACH_ERROR not in caplog.text
+
+
+# -- the same for aiokafka ----------------------------------------------------------------------
+
+AIOKAFKA_FAST_FAILING: dict[str, Any] = {
+    "request_timeout_ms": 1000,
+    "retry_backoff_ms": 100,
+}
+
+
+async def aiokafka_against_nothing(address: str) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    """What starting a producer and a consumer gives with no broker at ``address``: aiokafka
+    bootstraps in ``start()``, so that is where the application sees the fault."""
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=address, **AIOKAFKA_FAST_FAILING)
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=address, **AIOKAFKA_FAST_FAILING)
+
+    async def start(client: Any) -> tuple[str, Any]:
+        try:
+            return ("returned", await client.start())
+        except Exception as error:
+            return ("raised", (type(error), str(error)))
+        finally:
+            await client.stop()
+
+    return await start(producer), await start(consumer)
+
+
+def test_aiokafka_with_the_broker_down_at_start_fails_as_uninstrumented() -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    plain = asyncio.run(aiokafka_against_nothing(address))
+    with instrumented(AIOKafkaInstrumentor()) as sdk:
+        traced = asyncio.run(aiokafka_against_nothing(address))
+    assert traced == plain
+    assert [result[0] for result in plain] == ["raised", "raised"], "both must fail to mean much"
+    assert sdk.spans() == []
+    assert sdk.open_spans.names() == []
+
+
+def test_aiokafka_broker_going_away_ends_every_pending_send(
+    private_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = create_topic(private_broker.bootstrap_servers, "going-away")
+
+    async def run() -> list[BaseException | None]:
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=private_broker.bootstrap_servers,
+            linger_ms=50,
+            **AIOKAFKA_FAST_FAILING,
+        )
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, b"before") for _ in range(20)]
+            await producer.flush()
+            futures += [await producer.send(topic, b"in flight") for _ in range(100)]
+            private_broker.stop()
+            futures += [await producer.send(topic, b"after") for _ in range(20)]
+            # One deadline for all: the test is about the answers that do come.
+            await asyncio.wait_for(asyncio.wait(futures), 60)
+        finally:
+            await asyncio.wait_for(producer.stop(), 30)
+        return [future.exception() for future in futures]
+
+    with instrumented(AIOKafkaInstrumentor()) as sdk:
+        seen = asyncio.run(run())
+    failed = [error for error in seen if error is not None]
+    assert len(seen) == 140 and failed, "the broker went away: some sends must fail"
+    sends = sdk.spans("send")
+    assert len(sends) == len(seen)
+    assert error_types(sends) == sorted(type(error).__qualname__ for error in failed)
+    assert sdk.open_spans.names() == []
+    assert DETACH_ERROR not in caplog.text
+
+
+async def aiokafka_consume_as_broker_goes(broker: Broker) -> tuple[int, Any]:
+    """Records handled from a topic whose broker stops after the first five, and what the
+    consumer's ``stop()`` then gives (aiokafka may raise the fetch it had in flight)."""
+    topic = create_topic(broker.bootstrap_servers, "consumed-while-going-away")
+    producer = UntracedProducer({"bootstrap.servers": broker.bootstrap_servers})
+    for _ in range(10):
+        producer.produce(topic, b"v")
+    assert producer.flush(10) == 0
+    consumer = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,  # or stop() waits to commit to no broker
+        **AIOKAFKA_FAST_FAILING,
+    )
+    await consumer.start()
+    consumer.assign([aiokafka.TopicPartition(topic, 0)])
+    handled = 0
+    for _ in range(30):  # polls on for a while after the broker is gone
+        batches = await consumer.getmany(timeout_ms=100 if handled >= 5 else 5000)
+        for records in batches.values():
+            for _ in records:  # each record's process span spans its handling
+                handled += 1
+        if handled >= 5 and broker.process is not None:
+            broker.stop()
+    try:
+        stopped: Any = ("returned", await asyncio.wait_for(consumer.stop(), 30))
+    except BaseException as error:  # CancelledError included
+        stopped = ("raised", type(error))
+    return handled, stopped
+
+
+def test_aiokafka_consumer_outlives_its_broker_without_leaking_spans(
+    private_broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain_broker = start_private_broker(tmp_path / "plain-broker.log")
+    try:
+        plain = asyncio.run(aiokafka_consume_as_broker_goes(plain_broker))
+    finally:
+        plain_broker.stop()
+    with instrumented(AIOKafkaInstrumentor()) as sdk:
+        handled, stopped = asyncio.run(aiokafka_consume_as_broker_goes(private_broker))
+    assert (handled, stopped) == plain
     assert handled >= 5
     assert len(sdk.spans("process")) == handled
     assert sdk.open_spans.names() == []
