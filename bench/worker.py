@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import itertools
 import json
 import resource
 import statistics
@@ -38,57 +39,131 @@ POLL_TIMEOUT_S = 5.0
 CONSUME_BATCH = 500
 FLOOR_CHUNKS = 5
 
-SETUPS = ("sampled", "spans", "unsampled", "nosdk")
-"""How OpenTelemetry is configured in a case; :func:`configure_sdk` says what each means."""
+SETUPS = ("production", "sampled", "spans", "unsampled", "nosdk")
+"""How OpenTelemetry is configured in a case; :func:`configure_sdk` says what each means.
+``production`` comes first: it is the set-up a service runs, and every table leads with it."""
+PRODUCTION_RATIO = 0.01
+PRODUCTION_EVERY = 100
+"""In the production set-up, 1 consumed record in ``PRODUCTION_EVERY`` carries a sampled trace."""
 TRACEPARENT_SAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACEPARENT_UNSAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 
 
 def traceparent_for(setup: str) -> bytes:
-    """The trace header the consume topics are filled with: an upstream producer that sampled
-    (or, in the ratio-0 set-up, did not), since a parent-based sampler follows that flag."""
+    """A trace header like those the consume topics are filled with: an upstream producer that
+    sampled (or, in the ratio-0 set-up, did not), since a parent-based sampler follows that
+    flag. For ``production`` the sampled one; :func:`traceparents_for` gives the mix."""
     return TRACEPARENT_UNSAMPLED if setup == "unsampled" else TRACEPARENT_SAMPLED
+
+
+def traceparents_for(setup: str) -> list[bytes]:
+    """The trace headers the consume topics are filled with, record ``i`` getting
+    ``headers[i % len(headers)]``. In the production set-up each record is a trace of its own
+    and 1 in ``PRODUCTION_EVERY`` was sampled upstream (trace flags 01, the rest 00), as with
+    a 1% ratio sampler at the producer."""
+    if setup != "production":
+        return [traceparent_for(setup)]
+    return [
+        b"00-%032x-%016x-%s"
+        % (0x5EED0000 + index, 0xB7AD0000 + index, b"01" if not index else b"00")
+        for index in range(PRODUCTION_EVERY)
+    ]
 
 
 # -- OpenTelemetry set-up ---------------------------------------------------------------------
 
 
-def configure_sdk(setup: str) -> None:
-    """Install global SDK providers for ``sampled`` / ``unsampled``; nothing for ``nosdk``;
-    for ``spans``, every message sampled but no meter provider (what ``opentelemetry-instrument``
-    sets up with ``OTEL_METRICS_EXPORTER=none``), so metric measurements go to the API's no-op.
+class Telemetry:
+    """The SDK providers of a case, if any, and the count of sampled spans that ended (each
+    one the BatchSpanProcessor queues for export), to check against what the receiver got."""
 
-    Spans go through a BatchSpanProcessor to an exporter that drops them, the configuration of
-    a real service minus the network. Metrics get a reader that is never collected during the
-    run, so each measurement pays the SDK's aggregation and nothing else.
+    def __init__(self) -> None:
+        self.tracer_provider: Any = None
+        self.meter_provider: Any = None
+        self.spans_ended = 0
+        self.max_queue_size = 0
+
+    def flush(self) -> None:
+        """Export every span ended so far (the clock runs through it: exporting is part of
+        what tracing costs)."""
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
+
+    def shutdown(self) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+
+
+def configure_sdk(args: argparse.Namespace) -> Telemetry:
+    """Install global SDK providers as ``opentelemetry-instrument`` would, exporting over
+    OTLP/HTTP to ``args.otlp_endpoint`` (the driver's counting receiver); nothing for ``nosdk``.
+
+    - ``production``: ``ParentBased(TraceIdRatioBased(0.01))``; consumed records carry a
+      trace sampled for 1 in 100 of them; metrics with a periodic exporting reader.
+    - ``sampled``: every message sampled; metrics as in production.
+    - ``spans``: every message sampled, no meter provider (``OTEL_METRICS_EXPORTER=none``), so
+      metric measurements go to the API's no-op.
+    - ``unsampled``: ``ParentBased(TraceIdRatioBased(0))``, records carry an unsampled trace.
+
+    Spans go through ``BatchSpanProcessor(OTLPSpanExporter())`` with the SDK's defaults (batches
+    of 512, 5 s delay) except the queue, which is made big enough for every span of the case so
+    that none is dropped; the driver checks that the receiver got them all. Metrics go through
+    ``PeriodicExportingMetricReader(OTLPMetricExporter())`` at its default interval (60 s:
+    exported at shutdown, after the clock stopped; its cost per message is what each
+    measurement pays the SDK's aggregation).
     """
-    if setup == "nosdk":
-        return
+    telemetry = Telemetry()
+    if args.setup == "nosdk":
+        return telemetry
     from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import (
         DEFAULT_ON,
         ParentBased,
         TraceIdRatioBased,
     )
 
-    class DroppingExporter(SpanExporter):  # type: ignore[misc]
-        def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
+    class Counting(SpanProcessor):
+        """Counts the spans the BatchSpanProcessor gets to export (sampled ones)."""
 
-    sampler = DEFAULT_ON if setup != "unsampled" else ParentBased(TraceIdRatioBased(0.0))
-    tracer_provider = TracerProvider(sampler=sampler)
-    tracer_provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
+        def on_end(self, span: Any) -> None:
+            if span.context.trace_flags.sampled:
+                telemetry.spans_ended += 1
+
+    samplers = {
+        "production": ParentBased(TraceIdRatioBased(PRODUCTION_RATIO)),
+        "unsampled": ParentBased(TraceIdRatioBased(0.0)),
+    }
+    tracer_provider = TracerProvider(sampler=samplers.get(args.setup, DEFAULT_ON))
+    # At most two spans a message (a batch's poll span and a process span per record), plus
+    # the floor's; no span may be dropped however far the exporter falls behind.
+    telemetry.max_queue_size = max(
+        2048, 2 * (args.warmup + args.messages) + args.floor_iterations + 1024
+    )
+    tracer_provider.add_span_processor(Counting())
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{args.otlp_endpoint}/v1/traces"),
+            max_queue_size=telemetry.max_queue_size,
+        )
+    )
     trace.set_tracer_provider(tracer_provider)
-    if setup != "spans":
-        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    telemetry.tracer_provider = tracer_provider
+    if args.setup != "spans":
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=f"{args.otlp_endpoint}/v1/metrics")
+        )
+        meter_provider = MeterProvider(metric_readers=[reader])
+        metrics.set_meter_provider(meter_provider)
+        telemetry.meter_provider = meter_provider
+    return telemetry
 
 
 def instrument(client: str, variant: str) -> None:
@@ -129,10 +204,17 @@ class Clock:
 
     wall = cpu = 0.0
 
+    def __init__(self, flush: Callable[[], None] = lambda: None) -> None:
+        self._flush = flush
+        """Exports the spans ended so far: before the clock starts, so that the warm-up's are
+        not counted, and before it stops, so that the measured messages' all are."""
+
     def start(self) -> None:
+        self._flush()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
 
     def stop(self) -> None:
+        self._flush()
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
 
@@ -269,10 +351,12 @@ OPERATIONS: dict[tuple[str, str], Callable[[argparse.Namespace, Clock], None]] =
 # -- the SDK floor --------------------------------------------------------------------------------
 
 
-def floor_span(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any], Any]:
-    """Name, kind, attributes and parent context of the span kafka-autotrace emits per message
+def floor_span(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any], list[Any]]:
+    """Name, kind, attributes and parent contexts of the span kafka-autotrace emits per message
     in this case, with every attribute it ends up carrying (the ack's partition and offset
-    included) given at start, which is the cheapest way the SDK can record them."""
+    included) given at start, which is the cheapest way the SDK can record them. The parents
+    are those of the consumed records, in their mix (production: 1 sampled in 100); a send
+    has none (a root span, which the production sampler keeps 1 time in 100)."""
     from opentelemetry import trace
     from opentelemetry.context import Context
     from opentelemetry.propagate import extract
@@ -293,12 +377,15 @@ def floor_span(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any], Any]
     if args.operation == "produce":
         attributes[m.MESSAGING_OPERATION_NAME] = "send"
         attributes[m.MESSAGING_OPERATION_TYPE] = "send"
-        return f"send {args.topic}", trace.SpanKind.PRODUCER, attributes, None
+        return f"send {args.topic}", trace.SpanKind.PRODUCER, attributes, [None]
     attributes[m.MESSAGING_OPERATION_NAME] = "process"
     attributes[m.MESSAGING_OPERATION_TYPE] = "process"
     attributes[m.MESSAGING_CONSUMER_GROUP_NAME] = args.group
-    parent = extract({"traceparent": traceparent_for(args.setup).decode()}, context=Context())
-    return f"process {args.topic}", trace.SpanKind.CONSUMER, attributes, parent
+    parents = [
+        extract({"traceparent": header.decode()}, context=Context())
+        for header in traceparents_for(args.setup)
+    ]
+    return f"process {args.topic}", trace.SpanKind.CONSUMER, attributes, parents
 
 
 def floor_metric_attributes(args: argparse.Namespace) -> dict[str, Any]:
@@ -320,19 +407,24 @@ def floor_metric_attributes(args: argparse.Namespace) -> dict[str, Any]:
     return attributes
 
 
-def _cpu_us_per_call(call: Callable[[], object], iterations: int) -> float:
-    """Median CPU µs of ``call`` over a few chunks of iterations."""
+def _cpu_us_per_call(
+    call: Callable[[], object], iterations: int, flush: Callable[[], None] = lambda: None
+) -> float:
+    """Median CPU µs of ``call`` over a few chunks of iterations, each chunk timed through
+    ``flush`` (the export of the spans it ended, so that a span's floor includes its export)."""
     per_chunk = max(iterations // FLOOR_CHUNKS, 1)
     chunks = []
     for _ in range(FLOOR_CHUNKS):
+        flush()
         started = time.process_time()
         for _ in range(per_chunk):
             call()
+        flush()
         chunks.append((time.process_time() - started) / per_chunk * 1e6)
     return statistics.median(chunks)
 
 
-def measure_floors(args: argparse.Namespace) -> dict[str, float]:
+def measure_floors(args: argparse.Namespace, telemetry: Telemetry) -> dict[str, float]:
     """The SDK's own price, in CPU µs, for what kafka-autotrace records per message: the span
     (start and end), and one histogram measurement with the case's metric attributes (a send
     records one per message, a processed record two: processing time and time in queue).
@@ -345,23 +437,27 @@ def measure_floors(args: argparse.Namespace) -> dict[str, float]:
 
     from kafka_autotrace.core.propagation import extract_context
 
-    name, kind, attributes, parent = floor_span(args)
+    name, kind, attributes, parents = floor_span(args)
     start_span = trace.get_tracer("kafka_autotrace").start_span
+    next_parent = itertools.cycle(parents).__next__
     histogram = metrics.get_meter("kafka_autotrace").create_histogram("bench.floor", unit="s")
     metric_attributes = floor_metric_attributes(args)
     floors = {
         "floor_cpu_us": _cpu_us_per_call(
-            lambda: start_span(name, context=parent, kind=kind, attributes=attributes).end(),
+            lambda: start_span(name, context=next_parent(), kind=kind, attributes=attributes).end(),
             args.floor_iterations,
+            telemetry.flush,
         ),
         "metric_floor_cpu_us": _cpu_us_per_call(
             lambda: histogram.record(0.001, metric_attributes), args.floor_iterations
         ),
     }
     if args.operation != "produce":
-        headers = [("traceparent", traceparent_for(args.setup))]
+        next_headers = itertools.cycle(
+            [[("traceparent", header)] for header in traceparents_for(args.setup)]
+        ).__next__
         floors["context_floor_cpu_us"] = _cpu_us_per_call(
-            lambda: context.detach(context.attach(extract_context(headers))),
+            lambda: context.detach(context.attach(extract_context(next_headers()))),
             args.floor_iterations,
         )
     return floors
@@ -414,6 +510,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--floor-iterations", type=int, default=0, help="0: do not measure the SDK floor"
     )
+    parser.add_argument(
+        "--otlp-endpoint",
+        default="http://127.0.0.1:4318",
+        help="base URL of the OTLP/HTTP receiver the SDK set-ups export to",
+    )
     args = parser.parse_args(argv)
     if args.warmup < 1:
         parser.error("--warmup must be at least 1: the clock starts on the last warm-up message")
@@ -424,10 +525,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    configure_sdk(args.setup)
+    telemetry = configure_sdk(args)
     instrument(args.client, args.variant)
-    clock = Clock()
+    clock = Clock(telemetry.flush)
     OPERATIONS[(args.client, args.operation)](args, clock)
+    spans_of_messages = telemetry.spans_ended  # warm-up and measured messages
+    floors = measure_floors(args, telemetry) if args.floor_iterations else {}
+    # Every span left goes out now; the driver compares spans_ended with what it received.
+    telemetry.shutdown()
     result = {
         "client": args.client,
         "operation": args.operation,
@@ -438,7 +543,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cpu_seconds": clock.cpu,
         "msg_per_s": args.messages / clock.wall,
         "cpu_us_per_msg": clock.cpu / args.messages * 1e6,
-        **(measure_floors(args) if args.floor_iterations else {}),
+        **floors,
+        "spans_ended": telemetry.spans_ended,
+        "spans_of_messages": spans_of_messages,
+        "span_queue_size": telemetry.max_queue_size,
         "peak_rss_mib": peak_rss_mib(),
         "python": sys.version.split()[0],
         "versions": {
@@ -446,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name in (
                 "opentelemetry-api",
                 "opentelemetry-sdk",
+                "opentelemetry-exporter-otlp-proto-http",
                 "kafka-python",
                 "confluent-kafka",
                 "kafka-autotrace",
