@@ -74,7 +74,7 @@ def run(rate: int, seconds: float, budget: int | None) -> dict[str, Any]:
         for resource in data.resource_metrics:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
-                    recorded += sum(point.count for point in metric.data.data_points)
+                    recorded += sum(getattr(point, "count", 0) for point in metric.data.data_points)
     provider.shutdown()
     return {
         "rate": rate,
