@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             result = run(rate, args.seconds, budget)
             mode = "unbudgeted" if budget is None else f"budgeted ({budget}/s)"
             if result["achieved_per_s"] < 0.95 * rate:
-                mode += ": rate not reached, one core spent"
+                mode += ": rate not reached"
             print(
                 f"| {rate:,} | {mode} | {result['achieved_per_s']:,.0f} | {result['recorded']:,} "
                 f"| {result['cpu_per_wall_s']:.4f} | {result['us_per_call']:.2f} |",
