@@ -1,14 +1,15 @@
-"""``make demo``: a real three-stage Kafka pipeline, traced with no code changes, as waterfalls.
+"""``make demo``: a real four-stage Kafka pipeline, traced with no code changes, as waterfalls.
 
 What it does, in order:
 
 1. starts a private Kafka-protocol broker (the ``noida-db`` wheel; or uses ``--bootstrap-servers``);
 2. starts an in-process OTLP/HTTP receiver, the same one as ``kafka-autotrace view``;
-3. runs the three unmodified apps in ``demo/apps`` (no OpenTelemetry code in them), each as its
+3. runs the four unmodified apps in ``demo/apps`` (no OpenTelemetry code in them), each as its
    own service under ``opentelemetry-instrument`` with the real OTLP/HTTP exporter:
    orders-api (kafka-python producer) → shipping (confluent-kafka consumer that produces)
-   → billing (kafka-python consumer), relaying their output as progress;
-4. billing stops one message early, like a crashed consumer, so one shipment is sent but never
+   → invoicing (aiokafka, asyncio, consumes and produces) → billing (kafka-python consumer),
+   relaying their output as progress;
+4. billing stops one message early, like a crashed consumer, so one invoice is sent but never
    processed;
 5. once every app has exited (and so flushed its spans), prints one waterfall per order and
    stops the broker.
@@ -129,7 +130,7 @@ def main() -> int:
     try:
         progress(
             "kafka-autotrace demo: orders-api (kafka-python) → shipping (confluent-kafka) "
-            "→ billing (kafka-python)\n"
+            "→ invoicing (aiokafka) → billing (kafka-python)\n"
         )
         if args.bootstrap_servers:
             bootstrap, suffix = args.bootstrap_servers, f"-{uuid.uuid4().hex[:6]}"
@@ -164,6 +165,7 @@ def main() -> int:
 def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
     orders = create_topic(bootstrap, f"orders{suffix}")
     shipments = create_topic(bootstrap, f"shipments{suffix}")
+    invoices = create_topic(bootstrap, f"invoices{suffix}")
     with OtlpReceiver() as receiver, contextlib.ExitStack() as running:
 
         def start(service: str, script: str, *args: str) -> App:
@@ -173,7 +175,7 @@ def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
             return app
 
         progress(f"[2/5] receiving the apps' OTLP/HTTP exports at {receiver.endpoint}")
-        progress("[3/5] starting shipping and billing under opentelemetry-instrument")
+        progress("[3/5] starting shipping, invoicing and billing under opentelemetry-instrument")
         shipping = start(
             "shipping",
             "shipping.py",
@@ -183,18 +185,27 @@ def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
             f"shipping{suffix}",
             str(ORDERS),
         )
-        billing = start(
-            "billing", "billing.py", bootstrap, shipments, f"billing{suffix}", str(ORDERS - 1)
+        invoicing = start(
+            "invoicing",
+            "invoicing.py",
+            bootstrap,
+            shipments,
+            invoices,
+            f"invoicing{suffix}",
+            str(ORDERS),
         )
-        shipping.wait_for_line("ready")
-        billing.wait_for_line("ready")
+        billing = start(
+            "billing", "billing.py", bootstrap, invoices, f"billing{suffix}", str(ORDERS - 1)
+        )
+        for stage in (shipping, invoicing, billing):
+            stage.wait_for_line("ready")
         progress(f"[4/5] placing {ORDERS} orders; billing will stop after {ORDERS - 1} of them")
         orders_api = start("orders-api", "orders_api.py", bootstrap, orders, str(ORDERS))
-        for app in (orders_api, shipping, billing):
+        for app in (orders_api, shipping, invoicing, billing):
             app.wait()
         # Each app exported its spans while exiting; one per hop is expected for every order,
-        # except the shipment billing never processed.
-        expected = 4 * ORDERS - 1
+        # except the invoice billing never processed.
+        expected = 6 * ORDERS - 1
         progress("[5/5] every app has exited and flushed its spans")
         try:
             return receiver.wait_for_spans(lambda spans: len(spans) >= expected, timeout=15)

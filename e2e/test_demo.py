@@ -1,4 +1,4 @@
-"""``make demo`` end to end: the orchestrator, its three unmodified apps under the real
+"""``make demo`` end to end: the orchestrator, its four unmodified apps under the real
 ``opentelemetry-instrument``, and the waterfall it prints; and that it leaves nothing running."""
 
 from __future__ import annotations
@@ -40,13 +40,15 @@ def test_demo_prints_linked_traces_and_cleans_up(bootstrap: str, own_broker: boo
     headers = [line for line in out.splitlines() if line.startswith("trace ")]
     assert len(headers) == 5
     for number, header in enumerate(headers[:4], start=1):
-        assert f" · key order-{number} · orders-api → shipping → billing · " in header
+        assert f" · key order-{number} · orders-api → shipping → invoicing → billing · " in header
     assert headers[4].endswith(" · 1 MISSING")
     missing = [line for line in out.splitlines() if "✗ MISSING" in line]
-    assert len(missing) == 1 and "send shipments" in missing[0]
+    assert len(missing) == 1 and "send invoices" in missing[0]
     waits = re.findall(r"waited (?:≤ )?[\d.]+ (?:µs|ms|s) in Kafka", out)
-    assert len(waits) == 9, "one per process span: 5 of orders, 4 of shipments"
-    assert "5 traces, 19 spans from 3 services; 1 message MISSING; 0 spans with ERROR" in out
+    assert len(waits) == 14, "one per process span: 5 of orders and shipments, 4 of invoices"
+    ages = re.findall(r"[\d.]+ (?:µs|ms|s) since orders[\w-]*(?:\n| )", out)
+    assert len(ages) >= 14, "each process span's pipeline age, since the first send to orders"
+    assert "5 traces, 29 spans from 4 services; 1 message MISSING; 0 spans with ERROR" in out
     assert "shipping   | shipped order-5" in out, "app output is relayed as progress"
 
     leftovers = [command for command in running_commands() if str(DEMO / "apps") in command]

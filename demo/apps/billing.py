@@ -1,10 +1,10 @@
-"""Demo stage 3, the billing service: invoices each shipment (kafka-python).
+"""Demo stage 4, the billing service: bills each invoice (kafka-python).
 
 It stops after STOP_AFTER invoices, as a crashed or redeployed consumer would, so that the
-remaining shipment is sent but never processed: the demo's waterfall flags it MISSING.
+remaining invoice is sent but never processed: the demo's waterfall flags it MISSING.
 Nothing here knows about OpenTelemetry.
 
-Usage: billing.py BOOTSTRAP SHIPMENTS_TOPIC GROUP STOP_AFTER
+Usage: billing.py BOOTSTRAP INVOICES_TOPIC GROUP STOP_AFTER
 """
 
 import json
@@ -23,19 +23,19 @@ class Ready(ConsumerRebalanceListener):
 
 
 def main() -> None:
-    bootstrap, shipments, group, stop_after = sys.argv[1:5]
+    bootstrap, invoices, group, stop_after = sys.argv[1:5]
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
         value_deserializer=json.loads,
     )
-    consumer.subscribe([shipments], listener=Ready())
-    for invoiced, record in enumerate(consumer, start=1):
-        time.sleep(0.002)  # write the invoice
-        print(f"invoiced order-{record.value['order']}")
-        if invoiced == int(stop_after):
-            print(f"stopping after {invoiced} invoices")
+    consumer.subscribe([invoices], listener=Ready())
+    for billed, record in enumerate(consumer, start=1):
+        time.sleep(0.002)  # send the bill
+        print(f"billed order-{record.value['order']}")
+        if billed == int(stop_after):
+            print(f"stopping after {billed} bills")
             break
     consumer.close()
 
