@@ -11,12 +11,14 @@ Each test counts the cases Hypothesis generated and prints the count (``pytest -
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import aiokafka
 import confluent_kafka
 import kafka
 import pytest
@@ -29,6 +31,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import get_current_span
 from support.otel import RecordingSdk, instrumented
 
+from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 from kafka_autotrace.core.adapter import ClientInfo
 from kafka_autotrace.core.propagation import extract_context, header_items, merge_headers
@@ -40,6 +43,8 @@ TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 INJECTED = {"traceparent": b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"}
 PROPERTY_CASES = 400
 CLIENT_CASES = 250
+AIOKAFKA_CASES = 100
+"""Fewer for aiokafka: each of its sends to an odd topic waits out a metadata timeout, twice."""
 
 _settings = settings(
     max_examples=PROPERTY_CASES,
@@ -406,6 +411,78 @@ def test_kafka_python_send_behaves_exactly_as_uninstrumented(
     assert internal_errors.records == []
 
 
+# -- aiokafka ------------------------------------------------------------------------------------
+
+
+def aiokafka_sends(topic: str) -> st.SearchStrategy[Call]:
+    return calls(
+        {
+            "topic": mostly(st.just(topic), st.sampled_from([None, 7, b"bytes", "", "bad topic!"])),
+            "value": payloads,
+            "key": payloads,
+            "partition": mostly(st.sampled_from([None, 0]), st.sampled_from([1, -1, "0"])),
+            "timestamp_ms": st.one_of(st.none(), st.integers(0, 2**41)),
+            "headers": header_containers,
+        }
+    )
+
+
+async def aiokafka_outcome(send: Callable[[], Any]) -> tuple[str, Any]:
+    """What the application sees of ``await send(...)`` and then of the future it returned:
+    how the send raised, or how the future ended."""
+    try:
+        future = await send()
+    except Exception as error:
+        return ("raised", (type(error), str(error)))
+    try:
+        await future
+    except Exception as error:
+        return ("future", type(error))
+    return ("future", None)
+
+
+def test_aiokafka_send_behaves_exactly_as_uninstrumented(
+    bootstrap: str, topic: str, internal_errors: InternalErrors
+) -> None:
+    loop = asyncio.new_event_loop()
+
+    async def started() -> aiokafka.AIOKafkaProducer:
+        # A send to a topic the broker cannot create waits out the metadata request timeout.
+        made = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=1000)
+        await made.start()
+        return made
+
+    producer = loop.run_until_complete(started())
+    original_send = aiokafka.AIOKafkaProducer.__dict__["send"]
+    cases = 0
+    try:
+        with instrumented(AIOKafkaInstrumentor()) as sdk:
+
+            @settings(_settings, max_examples=AIOKAFKA_CASES)
+            @given(aiokafka_sends(topic))
+            def check(call: Call) -> None:
+                nonlocal cases
+                cases += 1
+                headers = call.kwargs.get("headers", call.args[5] if len(call.args) > 5 else None)
+                before = snapshot(headers)
+                traced = loop.run_until_complete(
+                    aiokafka_outcome(lambda: producer.send(*call.args, **call.kwargs))
+                )
+                plain = loop.run_until_complete(
+                    aiokafka_outcome(lambda: original_send(producer, *call.args, **call.kwargs))
+                )
+                assert traced == plain
+                assert headers == before, "the caller's headers were mutated"
+                assert sdk.open_spans.names() == []
+
+            check()
+    finally:
+        loop.run_until_complete(producer.stop())
+        loop.close()
+    report("aiokafka send", cases, AIOKAFKA_CASES)
+    assert internal_errors.records == []
+
+
 # -- confluent-kafka -----------------------------------------------------------------------------
 
 
@@ -510,15 +587,17 @@ wire_headers = st.lists(
 def test_consumers_deliver_any_wire_headers_unchanged(
     bootstrap: str, topic: str, internal_errors: InternalErrors
 ) -> None:
-    """Whatever headers a foreign producer wrote, both instrumented consumers hand the record
-    over unchanged and end every span they start."""
+    """Whatever headers a foreign producer wrote, every instrumented consumer hands the record
+    over unchanged and ends every span it starts."""
     raw = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     cases = 0
     # ALWAYS_ON: a generated traceparent that is not sampled must not hide a span.
     sdk = RecordingSdk(tracer_provider=TracerProvider(sampler=ALWAYS_ON))
+    loop = asyncio.new_event_loop()
     with (
         instrumented(ConfluentKafkaInstrumentor(), sdk),
         instrumented(KafkaPythonInstrumentor(), sdk),
+        instrumented(AIOKafkaInstrumentor(), sdk),
     ):
         confluent = confluent_kafka.Consumer(
             {"bootstrap.servers": bootstrap, "group.id": f"{topic}-c", "log_level": 3}
@@ -526,6 +605,14 @@ def test_consumers_deliver_any_wire_headers_unchanged(
         python = kafka.KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=10_000)
         partition = kafka.TopicPartition(topic, 0)
         python.assign([partition])
+
+        async def started() -> aiokafka.AIOKafkaConsumer:
+            made = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap)
+            await made.start()
+            made.assign([partition])
+            return made
+
+        asyncio_consumer = loop.run_until_complete(started())
 
         @settings(_settings, max_examples=CLIENT_CASES)
         @given(wire_headers, st.sampled_from(["poll", "consume"]))
@@ -548,11 +635,15 @@ def test_consumers_deliver_any_wire_headers_unchanged(
             assert message is not None and message.error() is None
             assert (message.headers() or []) == headers
             assert next(python).headers == headers
+            asyncio_consumer.seek(partition, offsets[0])
+            assert list(loop.run_until_complete(asyncio_consumer.getone()).headers) == headers
 
         check()
         confluent.close()
         python.close()
+        loop.run_until_complete(asyncio_consumer.stop())
+        loop.close()
     report("consumers", cases, CLIENT_CASES)
     assert sdk.open_spans.names() == []
-    assert len(sdk.spans("process")) == 2 * cases
+    assert len(sdk.spans("process")) == 3 * cases
     assert internal_errors.records == []

@@ -3,7 +3,7 @@
 - ``send``: a ``send`` span, ended when the future it returns resolves: partition and offset
   from the RecordMetadata (None with ``acks=0``: no offset then), or ERROR and the exception.
   ``send_and_wait`` calls ``send``, so it gets that one span. Headers are added to a copy of
-  the caller's list or tuple.
+  the caller's list.
 - ``getone`` (and ``async for``, whose ``__anext__`` calls it): a ``process`` span per record,
   current in the calling task until the next call on that consumer.
 - ``getmany``: a ``poll`` span per non-empty batch, then a ``process`` span per record as the
@@ -26,6 +26,7 @@ from wrapt import wrap_function_wrapper
 
 from kafka_autotrace.clients.registry import AIOKAFKA
 from kafka_autotrace.core.adapter import (
+    UNTOUCHED,
     AttributeRecordGetter,
     ClientInfo,
     ClientState,
@@ -63,15 +64,12 @@ class _Send(SendAdapter):
         return _info(getattr(client, "client", None))
 
     def extendable(self, client: Any, headers: object) -> object:
-        """aiokafka takes any sequence of pairs: a tuple is extended as a list."""
-        return list(headers) if type(headers) is tuple else headers
-
-    def rejected(self, error: Exception) -> bool:
-        """send() checks the size of the serialized message, headers included, before queueing
-        it: one too large only with our headers is sent again as the application made it."""
-        from aiokafka.errors import MessageSizeTooLargeError
-
-        return isinstance(error, MessageSizeTooLargeError)
+        """aiokafka sends ``headers or []`` and takes a list only: a falsy value of any type is
+        no headers, and anything but a list (a tuple, a dict) is left for aiokafka to reject
+        as without us."""
+        if not headers:
+            return None
+        return headers if type(headers) is list else UNTOUCHED
 
     def follow(self, pending: PendingSend, result: Any) -> bool:
         end_when_done(pending, result, _acknowledged, self.failed)
