@@ -90,7 +90,7 @@ def throughput(client: str, bootstrap: str, endpoint: str) -> tuple[dict[str, fl
 STALL_RATIO = 0.2
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", [*CLIENTS, "aiokafka"])
 def test_a_collector_down_or_hung_neither_slows_nor_hangs_the_app(
     client: str, bootstrap: str
 ) -> None:
@@ -110,10 +110,11 @@ FORGED = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331
 CONSUMER_APPS = {
     "kafka-python": ("kafka_python_consumer.py", "iterate"),
     "confluent-kafka": ("confluent_consumer.py", "poll"),
+    "aiokafka": ("aiokafka_consumer.py", "iterate"),
 }
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", sorted(CONSUMER_APPS))
 def test_link_mode_keeps_a_forged_sampled_header_from_forcing_sampling(
     client: str, otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
 ) -> None:

@@ -1,12 +1,13 @@
 """An ordinary app that produces COUNT messages and consumes them back, timing both loops.
 No OpenTelemetry code anywhere.
 
-Usage: throughput.py kafka-python|confluent-kafka BOOTSTRAP TOPIC COUNT
+Usage: throughput.py kafka-python|confluent-kafka|aiokafka BOOTSTRAP TOPIC COUNT
 
 Prints one JSON line: messages per second for the produce loop (up to the final flush, so
 every acknowledgement is included) and for the consume loop.
 """
 
+import asyncio
 import json
 import sys
 import time
@@ -71,10 +72,40 @@ def confluent_kafka(bootstrap: str, topic: str, count: int) -> tuple[float, floa
     return produced, consumed
 
 
+async def _aiokafka(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    started = time.perf_counter()
+    for index in range(count):
+        await producer.send(topic, VALUE, key=str(index).encode())
+    await producer.flush()
+    produced = time.perf_counter() - started
+    await producer.stop()
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, 0)])
+    started, seen = time.perf_counter(), 0
+    while seen < count:
+        await asyncio.wait_for(consumer.getone(), 30)
+        seen += 1
+    consumed = time.perf_counter() - started
+    await consumer.stop()
+    return produced, consumed
+
+
+def aiokafka(bootstrap: str, topic: str, count: int) -> tuple[float, float]:
+    return asyncio.run(_aiokafka(bootstrap, topic, count))
+
+
+CLIENTS = {"kafka-python": kafka_python, "confluent-kafka": confluent_kafka, "aiokafka": aiokafka}
+
+
 def main() -> None:
     client, bootstrap, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    run = kafka_python if client == "kafka-python" else confluent_kafka
-    produced, consumed = run(bootstrap, topic, count)
+    produced, consumed = CLIENTS[client](bootstrap, topic, count)
     result = {"produce_msg_per_s": count / produced, "consume_msg_per_s": count / consumed}
     print(json.dumps(result), flush=True)
 
