@@ -151,3 +151,31 @@ def test_a_faststream_stage_keeps_one_trace_over_three_hops(
 
     spans = otlp_receiver.wait_for_spans(count_named(f"process {shipments}", COUNT), timeout=20)
     assert_three_hops_in_one_trace(spans, orders, shipments, COUNT)
+
+
+def test_aiokafka_can_be_disabled_alone(
+    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+) -> None:
+    """Its entry point switched off, aiokafka's sends are not traced while kafka-python's
+    consumer in the same environment still is."""
+    disabled = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "kafka_autotrace_aiokafka"}
+    run_producer_app(
+        APPS / "aiokafka_producer.py",
+        bootstrap,
+        topic,
+        COUNT,
+        endpoint=otlp_receiver.endpoint,
+        env=disabled,
+    )
+    run_consumer_app(
+        APPS / "kafka_python_consumer.py",
+        bootstrap,
+        topic,
+        COUNT,
+        "iterate",
+        endpoint=otlp_receiver.endpoint,
+        env=disabled,
+    )
+    spans = otlp_receiver.wait_for_spans(count_named(f"process {topic}", COUNT), timeout=20)
+    assert named(spans, f"send {topic}") == []
+    assert all(span.parent_span_id == "" for span in named(spans, f"process {topic}"))

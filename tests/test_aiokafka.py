@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_BATCH_MESSAGE_COUNT,
     MESSAGING_DESTINATION_PARTITION_ID,
@@ -163,3 +164,74 @@ def test_getone_under_wait_for_ends_its_span_without_detach_errors(
     assert len(sdk.spans("process")) == 2
     assert "Failed to detach context" not in caplog.text
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_sends_in_a_transaction_are_traced_and_the_transaction_works_as_without_us(
+    sdk: RecordingSdk, topic: str, bootstrap: str
+) -> None:
+    async def run() -> tuple[Any, Any]:
+        producer = await _producer(bootstrap, transactional_id=f"{topic}-tx")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=f"{topic}-group",
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        consumer.assign([TopicPartition(topic, 0)])
+        try:
+            async with producer.transaction():
+                metadata = await producer.send_and_wait(topic, b"committed")
+            await producer.begin_transaction()
+            await producer.send_and_wait(topic, b"aborted")
+            await producer.abort_transaction()
+            return metadata, await asyncio.wait_for(consumer.getone(), 10)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    metadata, record = asyncio.run(run())
+    assert record.value == b"committed"
+    sends = sdk.spans("send")
+    assert len(sends) == 2, "both sends, committed or aborted, are traced"
+    committed = next(
+        s for s in sends if (s.attributes or {})[MESSAGING_KAFKA_OFFSET] == metadata.offset
+    )
+    [process] = sdk.spans("process")
+    assert process.parent is not None and process.parent.span_id == committed.context.span_id
+
+
+def test_without_an_sdk_the_consumed_context_is_carried_to_what_handling_sends(
+    topic: str, bootstrap: str
+) -> None:
+    """The API alone: no spans, but a record's trace context is current while it is handled,
+    so what the handler sends carries it on; a send with no context gets no headers at all."""
+    traceparent_in = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    instrumentor = AIOKafkaInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=trace.NoOpTracerProvider(), meter_provider=NoOpMeterProvider()
+    )
+
+    async def run() -> tuple[Any, Any]:
+        producer = await _producer(bootstrap)
+        consumer = await _consumer(bootstrap, topic)
+        try:
+            await producer.send_and_wait(topic, b"v", headers=[("traceparent", traceparent_in)])
+            await consumer.getone()
+            await producer.send_and_wait(f"{topic}-next", b"w")
+            await consumer.stop()  # nothing is being handled any more
+            await producer.send_and_wait(f"{topic}-next", b"x")
+        finally:
+            await producer.stop()
+        forwarded = await _consumer(bootstrap, f"{topic}-next")
+        try:
+            return await forwarded.getone(), await forwarded.getone()
+        finally:
+            await forwarded.stop()
+
+    try:
+        carried, bare = asyncio.run(run())
+    finally:
+        instrumentor.uninstrument()
+    assert dict(carried.headers)["traceparent"] == traceparent_in
+    assert list(bare.headers or ()) == []

@@ -29,18 +29,22 @@ class CallShape:
         # A position no call reaches, so these are only ever read from or added as keywords.
         self._positions.update(dict.fromkeys(keyword_only, sys.maxsize))
         self._message_positions = tuple(
-            (name, self._positions.get(name, sys.maxsize)) for name in _MESSAGE_FIELDS
+            self._positions.get(name, sys.maxsize) for name in _MESSAGE_FIELDS
         )
 
     def message(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Message:
         """The topic, key, value, partition and headers of a send call, None where left out.
-        Runs per message, so it reads each by its precomputed position."""
+        Runs per message, so each is read by its precomputed position, with no loop."""
         count = len(args)
-        topic, key, value, partition, headers = (
-            args[position] if position < count else kwargs.get(name)
-            for name, position in self._message_positions
+        topic, key, value, partition, headers = self._message_positions
+        get = kwargs.get
+        return (
+            args[topic] if topic < count else get("topic"),
+            args[key] if key < count else get("key"),
+            args[value] if value < count else get("value"),
+            args[partition] if partition < count else get("partition"),
+            args[headers] if headers < count else get("headers"),
         )
-        return topic, key, value, partition, headers
 
     def given(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> bool:
         """Whether the caller passed ``name`` at all, even as None: some C functions tell
