@@ -71,6 +71,13 @@ class _Send(SendAdapter):
             return None
         return headers if type(headers) is list else UNTOUCHED
 
+    def rejected(self, error: Exception) -> bool:
+        """send() checks the size of the serialized message, headers included, before queueing
+        it: one too large only with our headers is sent again as the application made it."""
+        from aiokafka.errors import MessageSizeTooLargeError
+
+        return isinstance(error, MessageSizeTooLargeError)
+
     def follow(self, pending: PendingSend, result: Any) -> bool:
         end_when_done(pending, result, _acknowledged, self.failed)
         return True

@@ -1,0 +1,1 @@
+"""Developer tools: the ``kafka-autotrace`` command (view, doctor), behind the ``view`` extra."""
