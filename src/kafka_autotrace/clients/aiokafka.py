@@ -19,10 +19,7 @@ batch builder itself, and a batch carries one future for all of them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from opentelemetry.instrumentation.utils import unwrap
-from wrapt import wrap_function_wrapper
+from typing import Any, ClassVar
 
 from kafka_autotrace.clients.registry import AIOKAFKA
 from kafka_autotrace.core.adapter import (
@@ -36,10 +33,8 @@ from kafka_autotrace.core.adapter import (
 )
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.instrumenter import Instrumenter
-from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.sending import PendingSend, end_when_done
-
-_PATCHED_CONSUMER_METHODS = ("getone", "getmany", "stop")
 
 
 def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
@@ -123,25 +118,17 @@ _SEND = INSTRUMENTER.sends(_Send())
 _RECEIVE = INSTRUMENTER.receives(_Receive())
 
 
-class AIOKafkaInstrumentor(KafkaClientInstrumentor):
+class AIOKafkaInstrumentor(MethodWrappingInstrumentor):
     """Traces aiokafka producers and consumers (entry point ``kafka_autotrace_aiokafka``)."""
 
     client = AIOKAFKA
     instrumenter = INSTRUMENTER
-
-    def _patch(self) -> None:
-        import aiokafka
-
-        wrap_function_wrapper(aiokafka.AIOKafkaProducer, "send", _SEND.call_async)
-        wrap_function_wrapper(aiokafka.AIOKafkaConsumer, "getone", _RECEIVE.one_async)
-        wrap_function_wrapper(aiokafka.AIOKafkaConsumer, "getmany", _RECEIVE.batch_async)
-        wrap_function_wrapper(aiokafka.AIOKafkaConsumer, "stop", _RECEIVE.close_async)
-
-    def _unpatch(self) -> None:
-        try:
-            import aiokafka
-        except ImportError:
-            return
-        unwrap(aiokafka.AIOKafkaProducer, "send")
-        for method in _PATCHED_CONSUMER_METHODS:
-            unwrap(aiokafka.AIOKafkaConsumer, method)
+    module = "aiokafka"
+    wrappers: ClassVar[Wrappers] = {
+        "AIOKafkaProducer": {"send": _SEND.call_async},
+        "AIOKafkaConsumer": {
+            "getone": _RECEIVE.one_async,
+            "getmany": _RECEIVE.batch_async,
+            "stop": _RECEIVE.close_async,
+        },
+    }

@@ -17,10 +17,7 @@ too:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from opentelemetry.instrumentation.utils import unwrap
-from wrapt import wrap_function_wrapper
+from typing import Any, ClassVar
 
 from kafka_autotrace.clients.registry import KAFKA_PYTHON
 from kafka_autotrace.core.adapter import (
@@ -34,11 +31,10 @@ from kafka_autotrace.core.adapter import (
 )
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.instrumenter import Instrumenter
-from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
+from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.sending import PendingSend
 
 _HEADERS_MIN_API = (0, 11)
-_PATCHED_CONSUMER_METHODS = ("__next__", "poll", "close")
 
 
 class _Clients:
@@ -134,26 +130,18 @@ _SEND = INSTRUMENTER.sends(_Send())
 _RECEIVE = INSTRUMENTER.receives(_Receive(), suppress_nested=True)
 
 
-class KafkaPythonInstrumentor(KafkaClientInstrumentor):
+class KafkaPythonInstrumentor(MethodWrappingInstrumentor):
     """Traces kafka-python producers and consumers (entry point
     ``kafka_autotrace_kafka_python``)."""
 
     client = KAFKA_PYTHON
     instrumenter = INSTRUMENTER
-
-    def _patch(self) -> None:
-        import kafka
-
-        wrap_function_wrapper(kafka.KafkaProducer, "send", _SEND.call)
-        wrap_function_wrapper(kafka.KafkaConsumer, "__next__", _RECEIVE.one)
-        wrap_function_wrapper(kafka.KafkaConsumer, "poll", _RECEIVE.batch)
-        wrap_function_wrapper(kafka.KafkaConsumer, "close", _RECEIVE.close)
-
-    def _unpatch(self) -> None:
-        try:
-            import kafka
-        except ImportError:
-            return
-        unwrap(kafka.KafkaProducer, "send")
-        for method in _PATCHED_CONSUMER_METHODS:
-            unwrap(kafka.KafkaConsumer, method)
+    module = "kafka"
+    wrappers: ClassVar[Wrappers] = {
+        "KafkaProducer": {"send": _SEND.call},
+        "KafkaConsumer": {
+            "__next__": _RECEIVE.one,
+            "poll": _RECEIVE.batch,
+            "close": _RECEIVE.close,
+        },
+    }

@@ -23,9 +23,9 @@ import importlib
 import importlib.util
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
@@ -35,6 +35,8 @@ from opentelemetry.instrumentation.environment_variables import (
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
 
 from kafka_autotrace.core.instrumenter import Instrumenter
 from kafka_autotrace.core.settings import Settings
@@ -189,3 +191,31 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
     @abc.abstractmethod
     def _unpatch(self) -> None:
         """Restore exactly what :meth:`_patch` replaced; harmless when nothing was patched."""
+
+
+Wrappers = Mapping[str, Mapping[str, Callable[..., Any]]]
+"""Per class name of a module, per method name, the wrapper (``(call, client, args, kwargs)``)."""
+
+
+class MethodWrappingInstrumentor(KafkaClientInstrumentor):
+    """An instrumentor for a client whose classes can be patched in place: ``wrappers`` names,
+    per class of ``module``, the methods to wrap (with wrapt, so clients created before
+    instrumentation are traced too) and ``uninstrument()`` unwraps exactly those."""
+
+    module: ClassVar[str]
+    wrappers: ClassVar[Wrappers]
+
+    def _patch(self) -> None:
+        module = importlib.import_module(self.module)
+        for class_name, methods in self.wrappers.items():
+            for method, wrapper in methods.items():
+                wrap_function_wrapper(getattr(module, class_name), method, wrapper)
+
+    def _unpatch(self) -> None:
+        try:
+            module = importlib.import_module(self.module)
+        except ImportError:
+            return
+        for class_name, methods in self.wrappers.items():
+            for method in methods:
+                unwrap(getattr(module, class_name), method)
