@@ -254,7 +254,14 @@ class ReceiveFlow:
         try:
             adapter = self._adapter
             lists = adapter.batch_lists(result)
-            records = [entry for entries in lists for entry in entries if adapter.is_record(entry)]
+            # Which entries are records, asked once: confluent's asks the C message each time.
+            kinds = [[adapter.is_record(entry) for entry in entries] for entries in lists]
+            records = [
+                entry
+                for entries, are_records in zip(lists, kinds)
+                for entry, is_record in zip(entries, are_records)
+                if is_record
+            ]
             if not records:
                 return result
             if adapter.counts_positions:
@@ -268,12 +275,12 @@ class ReceiveFlow:
             traced = [
                 TracedRecords(
                     entries,
-                    [next(incoming) if adapter.is_record(entry) else None for entry in entries],
+                    [next(incoming) if is_record else None for is_record in are_records],
                     telemetry,
                     adapter,
                     state,
                 )
-                for entries in lists
+                for entries, are_records in zip(lists, kinds)
             ]
             return adapter.with_lists(result, traced)
         except Exception:
