@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from run import BENCH, OPERATIONS, Case, Tansu, ensure_venv, environments, python_for
-from worker import SETUPS, traceparent_for
+from worker import SETUPS, traceparents_for
 
 # Checked from the innermost frame outwards: the first owner found gets the sample, so the
 # SDK's attribute cleaning counts for the spans or the metrics that asked for it.
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         broker.create_topic(topic)
         warmup = 1000
         if args.operation != "produce":
-            broker.fill(topic, warmup + args.messages, traceparent_for(args.setup))
+            broker.fill(topic, warmup + args.messages, traceparents_for(args.setup))
         raw = work / "profile.txt"
         subprocess.run(
             [

@@ -7,9 +7,24 @@ callgrind: a figure that does not move with the machine's load, to compare two t
 Each case runs the instrumented ``KafkaProducer.send`` or ``KafkaConsumer.__next__`` around a
 stand-in for the client's own method (no broker: the wrappers' cost, not the client's), in a
 fresh interpreter under ``valgrind --tool=callgrind``, for N and for 2N messages; the difference
-divided by N is the cost of one message, start-up excluded. Set-ups: ``nosdk`` (the API
-alone), ``sampled`` (every span recorded, exported to nothing, metrics collected in memory)
-and ``unsampled`` (a parent-based sampler that drops everything).
+divided by N is the cost of one message, start-up excluded. Set-ups: ``production``
+(``ParentBased(TraceIdRatioBased(0.01))``, metrics collected in memory; consumed records cycle
+through 200 traces, 1 in 100 sampled upstream, and sends get trace ids of which the ratio
+sampler keeps exactly 1 in 100), ``nosdk`` (the API alone), ``sampled`` (every span recorded,
+exported to nothing, metrics as in production) and ``unsampled`` (a parent-based sampler that
+drops everything). Keep N a multiple of 200 so that production's share is exactly 1%.
+
+The histogram budget admits measurements by the monotonic clock, and under callgrind a message
+takes about a hundred times as long, more on a loaded machine: by the real clock the share it
+admits would follow the machine, not the code. So the scenario's ``time.monotonic`` (which the
+budget and kafka-autotrace's other timers read) is a clock that the stand-in advances by
+1/1024 s per message, as if the client handed over 1,024 messages a second (a power of two,
+so that its sums are exact): the budget then decides the same, message for message, on every
+run, and keeps every third measurement in steady state, which N of 1,024 or more reaches in
+the difference. A busier service keeps fewer. Next to each figure, "histograms/msg" is how
+many histogram measurements the SDK aggregated per message (read from its metric reader after
+the loop, so counting them costs the loop nothing), to tell a change in the code's cost from
+one in what the budget let through. Hash randomisation is off for the same reason.
 """
 
 from __future__ import annotations
@@ -23,33 +38,56 @@ import tempfile
 from pathlib import Path
 
 SCENARIO = r"""
-import collections, sys
+import collections, functools, itertools, sys, time
 import kafka
 from opentelemetry import trace
 setup, operation, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-tracer_provider = meter_provider = None
+# 1 in 100 of these has its lower 64 bits under a 1% ratio sampler's bound.
+TRACE_IDS = [(index + 1) << 64 | (1 if index % 100 else 0) << 63 for index in range(200)]
+tracer_provider = meter_provider = reader = None
 if setup != "nosdk":
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
     class Nowhere(SpanExporter):
         def export(self, spans):
             return SpanExportResult.SUCCESS
 
-    sampler = ALWAYS_ON if setup == "sampled" else ParentBased(TraceIdRatioBased(0.0))
-    tracer_provider = TracerProvider(sampler=sampler)
+    ids = None
+    if setup == "production":
+        ids = RandomIdGenerator()
+        ids.generate_trace_id = itertools.cycle(TRACE_IDS).__next__
+    ratio = {"production": 0.01, "unsampled": 0.0}
+    sampler = ParentBased(TraceIdRatioBased(ratio[setup])) if setup in ratio else ALWAYS_ON
+    tracer_provider = TracerProvider(sampler=sampler, id_generator=ids)
     tracer_provider.add_span_processor(SimpleSpanProcessor(Nowhere()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
 
 Metadata = collections.namedtuple("Metadata", "partition offset")
 Record = collections.namedtuple(
     "Record", "topic partition offset timestamp key value headers"
 )
-flags = "01" if setup == "sampled" else "00"
-HEADERS = [("traceparent", f"00-{'ab' * 16}-{'cd' * 8}-{flags}".encode())]
+if setup == "production":
+    TRACES = [(trace_id, "00" if index % 100 else "01") for index, trace_id in enumerate(TRACE_IDS)]
+else:
+    TRACES = [(int("ab" * 16, 16), "01" if setup == "sampled" else "00")]
+HEADERS = [
+    [("traceparent", f"00-{trace_id:032x}-{'cd' * 8}-{flags}".encode())]
+    for trace_id, flags in TRACES
+]
+next_headers = itertools.cycle(HEADERS).__next__
+
+
+class Clock:
+    now = 1.0
+
+
+time.monotonic = functools.partial(getattr, Clock, "now")
 
 
 class Future:
@@ -62,11 +100,13 @@ class Future:
 
 
 def send(self, topic, value=None, key=None, headers=None, partition=None, timestamp_ms=None):
+    Clock.now += 1 / 1024
     return Future()
 
 
 def next_(self):
-    return Record("orders", 0, 7, 1700000000000, b"k", b"v", HEADERS)
+    Clock.now += 1 / 1024
+    return Record("orders", 0, 7, 1700000000000, b"k", b"v", next_headers())
 
 
 kafka.KafkaProducer.send = send
@@ -84,18 +124,33 @@ else:
     client.config = {"bootstrap_servers": "127.0.0.1:9092", "group_id": "bench"}
     for _ in range(count):
         next(client)
+measurements = 0
+if reader is not None:
+    for resource in reader.get_metrics_data().resource_metrics:
+        for scope in resource.scope_metrics:
+            if scope.scope.name == "kafka_autotrace":
+                for metric in scope.metrics:
+                    if isinstance(metric.data, Histogram):
+                        measurements += sum(point.count for point in metric.data.data_points)
+print(measurements)
 """
-SETUPS = ("nosdk", "unsampled", "sampled")
+SETUPS = ("production", "nosdk", "unsampled", "sampled")
 OPERATIONS = ("produce", "consume")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def instructions(source: Path, setup: str, operation: str, count: int) -> int:
-    """Instructions callgrind counted for one run of the scenario."""
+def instructions(source: Path, setup: str, operation: str, count: int) -> tuple[int, int]:
+    """Instructions callgrind counted for one run of the scenario, and the histogram
+    measurements the SDK aggregated in it."""
     with tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "scenario.py"
         script.write_text(SCENARIO)
-        env = {**os.environ, "PYTHONPATH": str(source), "OTEL_SDK_DISABLED": "false"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(source),
+            "OTEL_SDK_DISABLED": "false",
+            "PYTHONHASHSEED": "0",
+        }
         result = subprocess.run(
             [
                 "valgrind",
@@ -115,34 +170,47 @@ def instructions(source: Path, setup: str, operation: str, count: int) -> int:
     match = _COLLECTED.search(result.stderr)
     if match is None:
         raise RuntimeError(f"callgrind counted nothing:\n{result.stderr[-2000:]}")
-    return int(match.group(1))
+    return int(match.group(1)), int(result.stdout.split()[-1])
 
 
-def per_message(source: Path, setup: str, operation: str, count: int) -> float:
-    return (
-        instructions(source, setup, operation, 2 * count)
-        - instructions(source, setup, operation, count)
-    ) / count
+def per_message(source: Path, setup: str, operation: str, count: int) -> tuple[float, float]:
+    """Instructions and histogram measurements per message: those of 2N messages less those
+    of N, over N."""
+    (instructions_n, histograms_n), (instructions_2n, histograms_2n) = (
+        instructions(source, setup, operation, messages) for messages in (count, 2 * count)
+    )
+    return (instructions_2n - instructions_n) / count, (histograms_2n - histograms_n) / count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", type=Path, help="another tree's src/ to compare with")
-    parser.add_argument("--messages", type=int, default=2000, help="N (default 2000)")
+    parser.add_argument(
+        "--messages", type=int, default=2000, help="N (default 2000; a multiple of 200)"
+    )
+    parser.add_argument(
+        "--setup", choices=SETUPS, action="append", help="only this set-up (repeatable)"
+    )
     args = parser.parse_args()
     here = Path(__file__).resolve().parents[1] / "src"
-    columns = ["this tree"] + (["reference", "ratio"] if args.reference else [])
+    columns = ["this tree", "histograms/msg"]
+    if args.reference:
+        columns += ["reference", "histograms/msg", "ratio"]
     print("| operation | set-up | " + " | ".join(columns) + " |")
     print("|---|---|" + "--:|" * len(columns))
     for operation in OPERATIONS:
-        for setup in SETUPS:
-            now = per_message(here, setup, operation, args.messages)
-            cells = [f"{now:,.0f}"]
+        for setup in args.setup or SETUPS:
+            now, histograms = per_message(here, setup, operation, args.messages)
+            cells = [f"{now:,.0f}", f"{histograms:.2f}"]
             if args.reference:
-                before = per_message(args.reference, setup, operation, args.messages)
-                cells += [f"{before:,.0f}", f"{now / before:.2f}x"]
+                before, then = per_message(args.reference, setup, operation, args.messages)
+                cells += [f"{before:,.0f}", f"{then:.2f}", f"{now / before:.2f}x"]
             print(f"| {operation} | {setup} | " + " | ".join(cells) + " |", flush=True)
-    print("\ninstructions per message (callgrind), wrappers around a stand-in client method")
+    print(
+        "\ninstructions per message (callgrind), wrappers around a stand-in client method; "
+        "histograms/msg: histogram measurements the SDK aggregated per message, at a clock of "
+        "1,024 messages a second"
+    )
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         topic = f"layers-{uuid.uuid4().hex[:8]}"
         broker.create_topic(topic)
-        broker.fill(topic, args.records, traceparent_for("sampled"))
+        broker.fill(topic, args.records, [traceparent_for("sampled")])
         chunks = measure(broker.bootstrap, topic, args)
     finally:
         broker.stop()

@@ -3,8 +3,11 @@
 The workers export through the real OTLP/HTTP exporters, as a service would; something has to
 answer them. ``kafka_autotrace.tools.receiver.OtlpReceiver`` decodes and stores every span,
 which is more than the benchmark needs: this one only counts the spans in each trace request
-(to check that none was dropped on the way) and the metric requests, and answers 200 with an
-empty response, as a collector that accepted everything does. It runs on threads of the
+(to check that none was dropped on the way) and, in the metric requests, the measurements that
+kafka-autotrace's histograms handed the SDK (what the SDK's histogram floor is paid for per
+message, budget and all), and answers 200 with an empty response, as a collector that accepted
+everything does. It counts a request before answering it, and the exporters wait for the
+answer, so a worker's counts are complete when it has exited. It runs on threads of the
 driver (``bench/run.py``), never inside the measured worker, so its cost is not measured.
 """
 
@@ -18,25 +21,57 @@ from types import TracebackType
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from worker import FLOOR_HISTOGRAM, SCOPE
 
 TRACES_PATH = "/v1/traces"
 METRICS_PATH = "/v1/metrics"
 _TRACES_RESPONSE = ExportTraceServiceResponse().SerializeToString()
 _METRICS_RESPONSE = ExportMetricsServiceResponse().SerializeToString()
 
+Stream = tuple[str, str, tuple[bytes, ...], int]
+"""A histogram's data points over time: scope version, metric name, attributes, start time."""
+
+
+def histogram_counts(request: ExportMetricsServiceRequest) -> dict[Stream, int]:
+    """The ``count`` of every histogram data point in ``request`` from kafka-autotrace's meter
+    (scope :data:`SCOPE`), the worker's floor histogram left out.
+
+    Keyed by stream with its start time: an export of a cumulative stream repeats the count of
+    the one before, so the last is kept rather than the two added; delta points each start
+    afresh, so each has a key of its own."""
+    counts: dict[Stream, int] = {}
+    for resource in request.resource_metrics:
+        for scope in resource.scope_metrics:
+            if scope.scope.name != SCOPE:
+                continue
+            for metric in scope.metrics:
+                if metric.name == FLOOR_HISTOGRAM:
+                    continue
+                for point in metric.histogram.data_points:
+                    attributes = tuple(pair.SerializeToString() for pair in point.attributes)
+                    stream = (
+                        scope.scope.version,
+                        metric.name,
+                        attributes,
+                        point.start_time_unix_nano,
+                    )
+                    counts[stream] = point.count
+    return counts
+
 
 class CountingReceiver:
-    """Counts spans and metric export requests until :meth:`reset`.
+    """Counts spans, metric export requests and histogram measurements until :meth:`reset`.
 
     ``with CountingReceiver() as receiver: ... receiver.endpoint`` is the base URL to give
-    ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``spans`` and ``metric_requests`` are the counts since the
-    last reset. Keep-alive (HTTP/1.1), as the exporters' sessions expect of a collector.
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``; :meth:`counts` gives the counts since the last reset.
+    Keep-alive (HTTP/1.1), as the exporters' sessions expect of a collector.
     """
 
     def __init__(self) -> None:
@@ -44,6 +79,7 @@ class CountingReceiver:
         self.spans = 0
         self.trace_requests = 0
         self.metric_requests = 0
+        self._histograms: dict[Stream, int] = {}
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,8 +106,12 @@ class CountingReceiver:
                         receiver.trace_requests += 1
                     self._answer(200, _TRACES_RESPONSE)
                 elif path == METRICS_PATH:
+                    metrics = ExportMetricsServiceRequest()
+                    metrics.ParseFromString(body)
+                    counts = histogram_counts(metrics)
                     with receiver._lock:
                         receiver.metric_requests += 1
+                        receiver._histograms.update(counts)
                     self._answer(200, _METRICS_RESPONSE)
                 else:
                     self._answer(404, b"")
@@ -97,6 +137,7 @@ class CountingReceiver:
     def reset(self) -> None:
         with self._lock:
             self.spans = self.trace_requests = self.metric_requests = 0
+            self._histograms.clear()
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -104,6 +145,7 @@ class CountingReceiver:
                 "spans_received": self.spans,
                 "trace_requests": self.trace_requests,
                 "metric_requests": self.metric_requests,
+                "histogram_measurements": sum(self._histograms.values()),
             }
 
     def __enter__(self) -> CountingReceiver:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver import CountingReceiver
-from worker import KEY, SETUPS, VALUE, traceparents_for
+from worker import KEY, METRIC_SETUPS, SETUPS, VALUE, traceparents_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -304,7 +304,12 @@ def run_case(
 
     A run whose spans did not all reach the receiver (``spans_ended`` in the worker against
     the spans the receiver counted) is a failure with ``dropped`` set: its figures would leave
-    out the cost of spans that were never exported."""
+    out the cost of spans that were never exported.
+
+    ``histograms_per_message`` is the histogram measurements kafka-autotrace handed the SDK
+    (counted by the receiver in the metrics the worker exports as it exits, so read once it
+    has) over the warm-up and measured messages, as ``spans_of_messages`` counts spans: the
+    budget's windows run across both, and one export at exit cannot tell them apart."""
     operation = case.operation
     topic = f"bench-{operation.client}-{operation.operation}-{uuid.uuid4().hex[:10]}"
     broker.create_topic(topic)
@@ -351,7 +356,15 @@ def run_case(
             tail = "\n".join(done.stderr.strip().splitlines()[-15:])
             return {**base, "error": f"exit {done.returncode}: {tail}"}
         result: dict[str, Any] = json.loads(lines[-1])
-        return {**check_spans({**result, **receiver.counts()}), **base}  # the driver's labels win
+        counts = receiver.counts()
+        result = {
+            **result,
+            **counts,
+            "histograms_per_message": counts["histogram_measurements"] / (warmup + messages),
+        }
+        ours = case.variant in ("autotrace", "reference")
+        checked = check_metrics(check_spans(result), ours and case.setup in METRIC_SETUPS)
+        return {**checked, **base}  # the driver's labels win
     finally:
         broker.delete_topic(topic)
 
@@ -369,6 +382,15 @@ def check_spans(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, "dropped": dropped, "error": error}
 
 
+def check_metrics(result: dict[str, Any], expected: bool) -> dict[str, Any]:
+    """``result`` marked failed if it was ``expected`` to export metrics (kafka-autotrace with a
+    meter provider always has some) and the receiver got none: its histogram count would read
+    0 for want of an export, not of measurements."""
+    if not expected or result["metric_requests"] or "error" in result:
+        return result
+    return {**result, "error": "NO METRICS RECEIVED: the worker's metric export never arrived"}
+
+
 def rotated(items: Sequence[Case], by: int) -> list[Case]:
     by %= len(items)
     return [*items[by:], *items[:by]]
@@ -380,11 +402,6 @@ def rotated(items: Sequence[Case], by: int) -> list[Case]:
 def _median(values: Iterable[float | None]) -> float | None:
     collected = [value for value in values if value is not None]
     return statistics.median(collected) if collected else None
-
-
-HISTOGRAMS_PER_MESSAGE = {"produce": 1, "consume": 2, "poll": 2}
-"""Histogram measurements kafka-autotrace makes per message: a send records its duration; a
-processed record its processing time and its time in queue (counters are observable)."""
 
 
 def summarise(runs: list[dict[str, Any]], cases: list[Case]) -> list[dict[str, Any]]:
@@ -481,6 +498,9 @@ def summarise(runs: list[dict[str, Any]], cases: list[Case]) -> list[dict[str, A
             "context_floor_us": _median(run.get("context_floor_cpu_us") for run in ours)
             if instrumented
             else None,
+            "histograms_per_message": _median(run.get("histograms_per_message") for run in mine)
+            if instrumented
+            else None,
             "peak_rss_mib": _median(run["peak_rss_mib"] for run in mine),
         }
         floor = row["floor_us"]
@@ -488,10 +508,9 @@ def summarise(runs: list[dict[str, Any]], cases: list[Case]) -> list[dict[str, A
         row["cpu_vs_floor"] = (
             row["cpu_us_added"] / floor if row["cpu_us_added"] is not None and floor else None
         )
-        if row["metric_floor_us"] is not None:
-            row["metrics_us"] = (
-                HISTOGRAMS_PER_MESSAGE[case.operation.operation] * row["metric_floor_us"]
-            )
+        measurements = row["histograms_per_message"]
+        if row["metric_floor_us"] is not None and measurements is not None:
+            row["metrics_us"] = measurements * row["metric_floor_us"]
         rows.append(row)
     return rows
 
@@ -692,14 +711,15 @@ def by_setup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def breakdown(rows: list[dict[str, Any]]) -> str:
-    """Where kafka-autotrace's added CPU time goes: the fixed costs (see :func:`fixed_costs`)
-    and the rest: our code, the propagators, context switching, and the SDK's costs beyond
-    its tight-loop floors."""
+    """Where kafka-autotrace's added CPU time goes: the fixed costs (see :func:`fixed_costs`),
+    with the histogram measurements per message the SDK histograms are the price of, and the
+    rest: our code, the propagators, context switching, and the SDK's costs beyond its
+    tight-loop floors."""
     by_key = by_case(rows)
     lines = [
-        "| operation | set-up | CPU µs added | SDK span | SDK histograms | client: header "
-        "| carrying the context | rest |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| operation | set-up | CPU µs added | SDK span | histograms per message "
+        "| SDK histograms | client: header | carrying the context | rest |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in by_setup(rows):
         if row["variant"] != "autotrace":
@@ -707,9 +727,10 @@ def breakdown(rows: list[dict[str, Any]]) -> str:
         added, parts = row["cpu_us_added"], fixed_costs(row, by_key)
         rest = None if added is None else added - measured_sum(parts.values())
         lines.append(
-            f"| {row['operation']} | {row['setup']} | {_fmt(added, '.1f')} | "
-            + " | ".join(_fmt(part, ".1f") for part in parts.values())
-            + f" | {_fmt(rest, '.1f')} |"
+            f"| {row['operation']} | {row['setup']} | {_fmt(added, '.1f')} "
+            f"| {_fmt(parts['span'], '.1f')} | {_fmt(row['histograms_per_message'], '.2f')} "
+            f"| {_fmt(parts['histograms'], '.1f')} | {_fmt(parts['header'], '.1f')} "
+            f"| {_fmt(parts['context'], '.1f')} | {_fmt(rest, '.1f')} |"
         )
     return "\n".join(lines)
 
@@ -899,6 +920,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     print(table(rows))
     print()
+    print(
+        "Where kafka-autotrace's CPU µs added go. histograms per message: the histogram "
+        "measurements kafka-autotrace handed the SDK (after its budget's sampling), as the "
+        "receiver counted them, over the case's messages (warm-up included); SDK histograms: "
+        "that many times the SDK's price of one in a tight loop.\n"
+    )
     print(breakdown(rows))
     print()
     if reference:

@@ -45,6 +45,12 @@ SETUPS = ("production", "sampled", "spans", "unsampled", "nosdk")
 PRODUCTION_RATIO = 0.01
 PRODUCTION_EVERY = 100
 """In the production set-up, 1 consumed record in ``PRODUCTION_EVERY`` carries a sampled trace."""
+METRIC_SETUPS = ("production", "sampled", "unsampled")
+"""The set-ups with a meter provider, whose workers export metrics (at shutdown)."""
+SCOPE = "kafka_autotrace"
+"""The instrumentation scope of kafka-autotrace's tracer and meter; the floors use it too."""
+FLOOR_HISTOGRAM = "bench.floor"
+"""The histogram the metric floor records into, which the driver leaves out of its count."""
 TRACEPARENT_SAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACEPARENT_UNSAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 
@@ -156,7 +162,7 @@ def configure_sdk(args: argparse.Namespace) -> Telemetry:
     )
     trace.set_tracer_provider(tracer_provider)
     telemetry.tracer_provider = tracer_provider
-    if args.setup != "spans":
+    if args.setup in METRIC_SETUPS:
         reader = PeriodicExportingMetricReader(
             OTLPMetricExporter(endpoint=f"{args.otlp_endpoint}/v1/metrics")
         )
@@ -426,8 +432,9 @@ def _cpu_us_per_call(
 
 def measure_floors(args: argparse.Namespace, telemetry: Telemetry) -> dict[str, float]:
     """The SDK's own price, in CPU µs, for what kafka-autotrace records per message: the span
-    (start and end), and one histogram measurement with the case's metric attributes (a send
-    records one per message, a processed record two: processing time and time in queue).
+    (start and end), and one histogram measurement with the case's metric attributes (how many
+    of those a message got, the budget's sampling included, the driver counts in the metrics
+    this worker exports).
 
     For consumers also the least that carrying a record's trace on costs, with or without an
     SDK: reading its ``traceparent`` (kafka-autotrace's own reader, which takes a canonical
@@ -438,9 +445,9 @@ def measure_floors(args: argparse.Namespace, telemetry: Telemetry) -> dict[str, 
     from kafka_autotrace.core.propagation import extract_context
 
     name, kind, attributes, parents = floor_span(args)
-    start_span = trace.get_tracer("kafka_autotrace").start_span
+    start_span = trace.get_tracer(SCOPE).start_span
     next_parent = itertools.cycle(parents).__next__
-    histogram = metrics.get_meter("kafka_autotrace").create_histogram("bench.floor", unit="s")
+    histogram = metrics.get_meter(SCOPE).create_histogram(FLOOR_HISTOGRAM, unit="s")
     metric_attributes = floor_metric_attributes(args)
     floors = {
         "floor_cpu_us": _cpu_us_per_call(

@@ -31,6 +31,11 @@ def _run(
         floors = dict(FLOORS)
         if operation.operation != "produce":
             floors["context_floor_cpu_us"] = 4.0
+        # As the receiver would count them: one a send, two a consumed record, none without
+        # a meter provider.
+        recorded = setup in ("production", "sampled", "unsampled")
+        per_message = 1.0 if operation.operation == "produce" else 2.0
+        floors["histograms_per_message"] = per_message if recorded else 0.0
     return {
         "label": operation.label,
         "variant": variant,
@@ -115,8 +120,9 @@ def test_a_ratio_above_the_bound_is_not_met() -> None:
     spans = _verdict("spans: CPU added ≤ 0.85x upstream's", CONSUME)
     assert spans["value"] == pytest.approx(70 / 80)
     assert spans["allowance_us"] == pytest.approx(68.0)
-    # Span 30, two histograms 12, carrying the context 4: no header for a consumer.
-    assert spans["fixed_us"] == pytest.approx(46.0)
+    # Span 30, carrying the context 4: no histograms without a meter provider, no header
+    # for a consumer.
+    assert spans["fixed_us"] == pytest.approx(34.0)
     assert (spans["met"], spans["reachable"]) == (False, True)
     sampled = _verdict("sampled: CPU added ≤ 1.0x upstream's", PRODUCE)
     assert sampled["value"] == pytest.approx(1.1)
@@ -124,13 +130,13 @@ def test_a_ratio_above_the_bound_is_not_met() -> None:
 
 
 def test_fixed_costs_beyond_the_allowance_are_out_of_reach() -> None:
-    # Upstream adds 100 µs; half of that is less than the span, two histograms and the context.
+    # Were upstream to add 30 µs, 0.85 of that is less than the span and the context.
     rows = _summary()
     for row in rows:
         if (row["variant"], row["setup"]) == ("upstream", "spans"):
-            row["cpu_us_added"] = 40.0
+            row["cpu_us_added"] = 30.0
     verdict = _verdict("spans: CPU added ≤ 0.85x upstream's", CONSUME, rows)
-    assert verdict["allowance_us"] == pytest.approx(34.0)
+    assert verdict["allowance_us"] == pytest.approx(25.5)
     assert verdict["reachable"] is False
 
 
@@ -203,9 +209,16 @@ def test_production_comes_first_in_every_table() -> None:
 
 def test_the_breakdown_leaves_the_rest_after_the_fixed_costs() -> None:
     lines = run.breakdown(_summary()).splitlines()
-    assert "| kafka-python produce | production | 70.0 | 30.0 | 6.0 | 16.0 | — | 18.0 |" in lines
-    assert "| kafka-python consume | production | 70.0 | 30.0 | 12.0 | — | 4.0 | 24.0 |" in lines
-    assert "| kafka-python consume | nosdk | 20.0 | — | — | — | 4.0 | 16.0 |" in lines
+    assert (
+        "| kafka-python produce | production | 70.0 | 30.0 | 1.00 | 6.0 | 16.0 | — | 18.0 |"
+        in lines
+    )
+    assert (
+        "| kafka-python consume | production | 70.0 | 30.0 | 2.00 | 12.0 | — | 4.0 | 24.0 |"
+        in lines
+    )
+    assert "| kafka-python consume | spans | 70.0 | 30.0 | 0.00 | 0.0 | — | 4.0 | 36.0 |" in lines
+    assert "| kafka-python consume | nosdk | 20.0 | — | 0.00 | — | — | 4.0 | 16.0 |" in lines
 
 
 def test_a_case_that_lost_spans_fails() -> None:
