@@ -30,9 +30,13 @@ def _run(receiver: OtlpReceiver, app: str, *args: str, service: str) -> str:
 
 
 def _produce(
-    receiver: OtlpReceiver, bootstrap: str, topic: str, app: str = "aiokafka_producer.py"
+    receiver: OtlpReceiver,
+    bootstrap: str,
+    topic: str,
+    app: str = "aiokafka_producer.py",
+    **env: str,
 ) -> None:
-    run_producer_app(APPS / app, bootstrap, topic, COUNT, endpoint=receiver.endpoint)
+    run_producer_app(APPS / app, bootstrap, topic, COUNT, endpoint=receiver.endpoint, env=env)
 
 
 def _consume(
@@ -54,7 +58,7 @@ def _pipeline_topics(bootstrap: str) -> tuple[str, str]:
 def test_each_message_is_one_trace_whichever_way_the_consumer_takes_it(
     otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str
 ) -> None:
-    _produce(otlp_receiver, bootstrap, topic)
+    _produce(otlp_receiver, bootstrap, topic, KAFKA_AUTOTRACE_CAPTURE_CLIENT="true")
     _consume(otlp_receiver, bootstrap, topic, mode)
 
     spans = wait_for_one_trace_per_message(otlp_receiver, topic, COUNT)

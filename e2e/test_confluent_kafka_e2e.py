@@ -56,13 +56,15 @@ def _consume(
 def test_producer_and_consumer_apps_make_one_trace_per_message_and_emit_metrics(
     otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str
 ) -> None:
-    _produce(otlp_receiver, bootstrap, topic, "plain")
+    _produce(otlp_receiver, bootstrap, topic, "plain", KAFKA_AUTOTRACE_CAPTURE_CLIENT="true")
     _consume(otlp_receiver, bootstrap, topic, mode)
 
     wait_for_one_trace_per_message(otlp_receiver, topic, COUNT)
     spans = otlp_receiver.spans()
     sends = named(spans, f"send {topic}")
     assert {span.attributes["messaging.client.id"] for span in sends} == {"orders-producer"}
+    processes = named(spans, f"process {topic}")
+    assert processes and all("messaging.client.id" not in span.attributes for span in processes)
     polls = named(spans, f"poll {topic}")
     if mode == "consume":
         assert polls and {span.kind for span in polls} == {"CLIENT"}

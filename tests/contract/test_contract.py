@@ -44,6 +44,7 @@ from contract.drivers import (
     write_untraced,
 )
 from kafka_autotrace import IncomingContext, Settings
+from kafka_autotrace.core.attributes import AttributeBuilder
 from kafka_autotrace.core.pipeline import ORIGIN_HEADER
 
 METHODS = ["next", "batch"]
@@ -85,10 +86,48 @@ def test_send_span_ends_on_the_ack_with_partition_and_offset(
     assert attributes[MESSAGING_DESTINATION_PARTITION_ID] == str(ack.partition)
     assert attributes[MESSAGING_KAFKA_OFFSET] == ack.offset
     assert attributes[MESSAGING_KAFKA_MESSAGE_KEY] == "order-7"
-    assert attributes[MESSAGING_CLIENT_ID] == CLIENT_ID
-    host, port = bootstrap.rsplit(":", 1)
-    assert (attributes[SERVER_ADDRESS], attributes[SERVER_PORT]) == (host, int(port))
+    assert attributes[SERVER_ADDRESS] == bootstrap.rsplit(":", 1)[0]
     assert MESSAGING_KAFKA_MESSAGE_TOMBSTONE not in attributes
+    # The same on every span of the client: only when asked for.
+    assert MESSAGING_CLIENT_ID not in attributes
+    assert SERVER_PORT not in attributes
+
+
+@pytest.mark.settings(Settings(capture_client=True))
+def test_the_client_id_and_server_port_are_recorded_when_asked_for(
+    driver: Driver, sdk: RecordingSdk, topic: str, bootstrap: str
+) -> None:
+    driver.send(topic, b"v")
+    driver.read(topic)
+    port = int(bootstrap.rsplit(":", 1)[1])
+    sent = one(sdk.spans("send")).attributes or {}
+    assert (sent[MESSAGING_CLIENT_ID], sent[SERVER_PORT]) == (CLIENT_ID, port)
+    assert (one(sdk.spans("process")).attributes or {})[SERVER_PORT] == port
+
+
+def test_a_span_the_sampler_drops_gets_no_per_message_attributes_built(
+    driver: Driver, sdk: RecordingSdk, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a dropped span would carry (key, partition, offset, pipeline age) is not built;
+    the sampler still sees what it may decide on."""
+    sdk.sampler.decide(sampled=False)
+    built: list[object] = []
+    original = AttributeBuilder.message
+
+    def counted(self: AttributeBuilder, *args: object) -> Any:
+        built.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(AttributeBuilder, "message", counted)
+    driver.send(topic, b"v", key=b"k")
+    driver.read(topic)
+    assert built == []
+    for seen in sdk.sampler.seen:
+        assert {MESSAGING_SYSTEM, MESSAGING_OPERATION_TYPE, MESSAGING_DESTINATION_NAME} <= set(seen)
+    assert len(sdk.sampler.seen) >= 2
+    sdk.sampler.decide(sampled=True)
+    driver.send(topic, b"v", key=b"k")
+    assert len(built) == 1
 
 
 @pytest.mark.needs(HEADERS)

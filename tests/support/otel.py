@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,15 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
 from kafka_autotrace.clients.registry import CLIENTS
 
@@ -51,13 +59,46 @@ def _key(span: ReadableSpan) -> tuple[int, int]:
     return (context.trace_id, context.span_id) if context else (0, id(span))
 
 
+class RecordingSampler(Sampler):  # type: ignore[misc]
+    """The SDK's default sampler (parent-based, always on) until told to drop root spans;
+    keeps the attributes each decision since the last :meth:`decide` was shown."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self._delegate: Sampler = ParentBased(ALWAYS_ON)
+
+    def decide(self, sampled: bool) -> None:
+        self._delegate = ParentBased(ALWAYS_ON if sampled else ALWAYS_OFF)
+        self.seen = []
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        self.seen.append(dict(attributes or {}))
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return "RecordingSampler"
+
+
 @dataclass
 class RecordingSdk:
     """A tracer and meter provider whose output stays in memory."""
 
     exporter: InMemorySpanExporter = field(default_factory=InMemorySpanExporter)
     reader: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
-    tracer_provider: TracerProvider = field(default_factory=TracerProvider)
+    tracer_provider: TracerProvider = field(
+        default_factory=lambda: TracerProvider(sampler=RecordingSampler())
+    )
     meter_provider: MeterProvider = field(init=False)
     open_spans: OpenSpans = field(default_factory=OpenSpans)
 
@@ -65,6 +106,13 @@ class RecordingSdk:
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.tracer_provider.add_span_processor(self.open_spans)
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    @property
+    def sampler(self) -> RecordingSampler:
+        """The default provider's sampler (not there when a test passed its own provider)."""
+        sampler = self.tracer_provider.sampler
+        assert isinstance(sampler, RecordingSampler)
+        return sampler
 
     def spans(self, name_prefix: str = "") -> list[ReadableSpan]:
         return [

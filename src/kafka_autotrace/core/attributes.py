@@ -1,8 +1,10 @@
 """The attributes of our spans and measurements, built once per client and topic.
 
-Per message only what differs between messages (key, partition, offset, …) is added, to a
-copy of the span attributes of its :class:`Destination`; names and metric attributes are used
-as they are. Names come from the semantic-convention constants.
+A span starts with the attributes its :class:`Destination` holds, shared by every message of
+a client and topic and handed to the SDK as they are: what the conventions require and what a
+sampler may decide on. What differs between messages (partition, offset, key, …) is built only
+for a span that records (:meth:`AttributeBuilder.message`), and set in one call; a span the
+sampler dropped costs none of it. Names come from the semantic-convention constants.
 """
 
 from __future__ import annotations
@@ -44,16 +46,17 @@ PROCESS = MessagingOperationTypeValues.PROCESS.value
 RECEIVE = MessagingOperationTypeValues.RECEIVE.value
 
 
-def client_attributes(client: ClientInfo) -> Attributes:
-    """What every span of ``client`` carries."""
+def client_attributes(client: ClientInfo, settings: Settings) -> Attributes:
+    """What every span of ``client`` carries; its id and the server's port only when the
+    settings ask for them (:attr:`Settings.capture_client`)."""
     attributes: Attributes = {MESSAGING_SYSTEM: KAFKA}
-    if client.client_id:
+    if client.client_id and settings.capture_client:
         attributes[MESSAGING_CLIENT_ID] = client.client_id
     if client.consumer_group:
         attributes[MESSAGING_CONSUMER_GROUP_NAME] = client.consumer_group
     if client.server_address:
         attributes[SERVER_ADDRESS] = client.server_address
-    if client.server_port is not None:
+    if client.server_port is not None and settings.capture_client:
         attributes[SERVER_PORT] = client.server_port
     return attributes
 
@@ -170,16 +173,15 @@ class AttributeBuilder:
     def of_client(self, client: ClientInfo) -> Attributes:
         attributes = self._clients.get(client)
         if attributes is None:
-            attributes = client_attributes(client)
+            attributes = client_attributes(client, self._settings)
             if len(self._clients) >= MEMO_LIMIT:
                 self._clients.clear()  # clients created with ever new ids
             self._clients[client] = attributes
         return attributes
 
-    def add_message(
-        self, attributes: Attributes, key: object, value: object, headers: object
-    ) -> None:
-        """Add what the settings capture of one message to ``attributes``."""
+    def message(self, key: object, value: object, headers: object) -> Attributes:
+        """What the settings capture of one message, for a span that records."""
+        attributes: Attributes = {}
         settings = self._settings
         if settings.capture_key and key is not None:
             text = key_attribute(key)
@@ -193,6 +195,7 @@ class AttributeBuilder:
                 attributes[MESSAGING_MESSAGE_BODY_SIZE] = size
         if settings.capture_headers and headers is not None:
             self._add_headers(attributes, headers)
+        return attributes
 
     def _add_headers(self, attributes: Attributes, headers: object) -> None:
         wanted = self._settings.capture_headers

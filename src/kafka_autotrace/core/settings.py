@@ -20,6 +20,7 @@ _logger = logging.getLogger(__name__)
 ENV_CAPTURE_HEADERS = "KAFKA_AUTOTRACE_CAPTURE_HEADERS"
 ENV_CAPTURE_KEY = "KAFKA_AUTOTRACE_CAPTURE_KEY"
 ENV_CAPTURE_BODY_SIZE = "KAFKA_AUTOTRACE_CAPTURE_BODY_SIZE"
+ENV_CAPTURE_CLIENT = "KAFKA_AUTOTRACE_CAPTURE_CLIENT"
 ENV_EXCLUDE_TOPICS = "KAFKA_AUTOTRACE_EXCLUDE_TOPICS"
 ENV_INCOMING_CONTEXT = "KAFKA_AUTOTRACE_INCOMING_CONTEXT"
 ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
@@ -60,6 +61,10 @@ class Settings:
     capture_headers: tuple[str, ...] = ()
     capture_key: bool = True
     capture_body_size: bool = False
+    capture_client: bool = False
+    """``messaging.client.id`` and ``server.port`` on every span: the same on all spans of a
+    client, and the resource (``service.name``, ``service.instance.id``) already says which
+    process sent them."""
     exclude_topics: tuple[str, ...] = ()
     incoming_context: IncomingContext = IncomingContext.PARENT
     propagate: bool = True
@@ -82,6 +87,7 @@ class Settings:
             capture_headers=_names(env.get(ENV_CAPTURE_HEADERS, "")),
             capture_key=_flag(env, ENV_CAPTURE_KEY, True),
             capture_body_size=_flag(env, ENV_CAPTURE_BODY_SIZE, False),
+            capture_client=_flag(env, ENV_CAPTURE_CLIENT, False),
             exclude_topics=_names(env.get(ENV_EXCLUDE_TOPICS, "")),
             incoming_context=_incoming_context(env.get(ENV_INCOMING_CONTEXT, "")),
             propagate=_flag(env, ENV_PROPAGATE, True),

@@ -123,13 +123,15 @@ class KafkaTelemetry:
             pending = PendingSend(current, self._instruments, destination.send_metrics, None)
             pending.origin = origin_in() or Origin.starting_now(topic)
             return pending
-        attributes = destination.send_attributes.copy()
-        if isinstance(partition, int) and partition >= 0:
-            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
-        self._attributes.add_message(attributes, key, value, headers)
         span = self._tracer.start_span(
-            destination.send_name, kind=SpanKind.PRODUCER, attributes=attributes
+            destination.send_name, kind=SpanKind.PRODUCER, attributes=destination.send_attributes
         )
+        if span.is_recording():
+            attributes = self._attributes.message(key, value, headers)
+            if isinstance(partition, int) and partition >= 0:
+                attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+            if attributes:
+                span.set_attributes(attributes)
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
         pending = PendingSend(span, self._instruments, destination.send_metrics, self._cap)
@@ -196,14 +198,13 @@ class KafkaTelemetry:
         if self._sdk.idle():
             return self._pass_process_through(record, parent)
         destination = self._attributes.destination(client, topic)
-        attributes = destination.process_attributes.copy()
-        partition = getter.partition(record)
-        if partition is not None:
-            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
-        offset = getter.offset(record)
-        if offset is not None:
-            attributes[MESSAGING_KAFKA_OFFSET] = offset
-        self._attributes.add_message(attributes, getter.key(record), getter.value(record), headers)
+        span = self._tracer.start_span(
+            destination.process_name,
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=destination.process_attributes,
+            links=links,
+        )
         now_ms = time.time_ns() // 1_000_000
         timestamp_ms = getter.timestamp_ms(record)
         record_age = None
@@ -213,15 +214,17 @@ class KafkaTelemetry:
             timestamp_ms = now_ms
         origin = origin_in(parent) or Origin(timestamp_ms, topic)
         pipeline_age = max(0, now_ms - origin.ms) / 1000.0
-        attributes[PIPELINE_ORIGIN] = origin.topic
-        attributes[PIPELINE_AGE_ATTRIBUTE] = pipeline_age
-        span = self._tracer.start_span(
-            destination.process_name,
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-            links=links,
-        )
+        if span.is_recording():
+            attributes = self._attributes.message(getter.key(record), getter.value(record), headers)
+            partition = getter.partition(record)
+            if partition is not None:
+                attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+            offset = getter.offset(record)
+            if offset is not None:
+                attributes[MESSAGING_KAFKA_OFFSET] = offset
+            attributes[PIPELINE_ORIGIN] = origin.topic
+            attributes[PIPELINE_AGE_ATTRIBUTE] = pipeline_age
+            span.set_attributes(attributes)
         if self._consume_hook is not None:
             _run_hook(self._consume_hook, span, record)
         if not counted:
