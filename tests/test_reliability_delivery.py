@@ -29,11 +29,10 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_KAFKA_OFFSET,
 )
 from support.broker import create_topic, read_record, unique_topic
-from support.otel import NewOrigin, RecordingSdk, instrumented, traceparent
+from support.otel import RecordingSdk, instrumented, traceparent
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.core.pipeline import ORIGIN_HEADER
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 
 MESSAGES = 10_000
@@ -84,11 +83,10 @@ def assert_delivered_intact(
     sent: dict[tuple[int, int], Message],
     received: dict[tuple[int, int], Message],
     sdk: RecordingSdk,
-    origin: NewOrigin,
 ) -> None:
     """Every message arrived where the broker said it was stored, byte for byte, with exactly
-    two headers added: the traceparent of its own send span and the pipeline origin it
-    started."""
+    one header added: the traceparent of its own send span (a send that starts a pipeline
+    carries no origin header)."""
     assert get_global_textmap().fields >= {"traceparent"}
     assert sorted(received) == sorted(sent), "messages lost or duplicated"
     spans = send_spans_by_position(sdk)
@@ -96,7 +94,7 @@ def assert_delivered_intact(
     for position, message in sent.items():
         arrived = received[position]
         assert (arrived.key, arrived.value) == (message.key, message.value), position
-        added = [("traceparent", traceparent(spans[position].context)), (ORIGIN_HEADER, origin)]
+        added = [("traceparent", traceparent(spans[position].context))]
         assert arrived.headers == message.headers + added, position
     assert len(sdk.spans("process")) == len(sent)
     assert sdk.open_spans.names() == []
@@ -125,7 +123,6 @@ def test_kafka_python_delivers_every_message_intact_and_in_order(
     kafka_python_sdk: RecordingSdk, bootstrap: str, three_partitions: str
 ) -> None:
     batch = messages(MESSAGES)
-    origin = NewOrigin(three_partitions)
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     futures = [
         producer.send(three_partitions, m.value, m.key, list(m.headers) or None) for m in batch
@@ -147,7 +144,7 @@ def test_kafka_python_delivers_every_message_intact_and_in_order(
         if len(received) == MESSAGES:
             break
     consumer.close()
-    assert_delivered_intact(dict(zip(positions, batch)), received, kafka_python_sdk, origin)
+    assert_delivered_intact(dict(zip(positions, batch)), received, kafka_python_sdk)
 
 
 def test_kafka_python_record_that_fits_only_without_our_headers_is_still_delivered(
@@ -187,7 +184,6 @@ def test_confluent_delivers_every_message_intact_and_in_order(
     confluent_sdk: RecordingSdk, bootstrap: str, three_partitions: str
 ) -> None:
     batch = messages(MESSAGES)
-    origin = NewOrigin(three_partitions)
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     positions: dict[int, tuple[int, int]] = {}
     for index, message in enumerate(batch):
@@ -227,7 +223,7 @@ def test_confluent_delivers_every_message_intact_and_in_order(
         )
     consumer.close()
     sent = {positions[index]: message for index, message in enumerate(batch)}
-    assert_delivered_intact(sent, received, confluent_sdk, origin)
+    assert_delivered_intact(sent, received, confluent_sdk)
 
 
 def test_confluent_record_that_fits_only_without_our_headers_is_still_delivered(
@@ -300,10 +296,9 @@ def test_aiokafka_delivers_every_message_intact_and_in_order(
     aiokafka_sdk: RecordingSdk, bootstrap: str, three_partitions: str
 ) -> None:
     batch = messages(MESSAGES)
-    origin = NewOrigin(three_partitions)
     metadata = asyncio.run(aiokafka_send_all(bootstrap, three_partitions, batch))
     positions = [(m.partition, m.offset) for m in metadata]
     assert_in_send_order(positions)
 
     received = asyncio.run(aiokafka_receive_all(bootstrap, three_partitions, MESSAGES))
-    assert_delivered_intact(dict(zip(positions, batch)), received, aiokafka_sdk, origin)
+    assert_delivered_intact(dict(zip(positions, batch)), received, aiokafka_sdk)

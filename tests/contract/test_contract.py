@@ -31,7 +31,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import SpanKind, StatusCode
-from support.otel import NewOrigin, RecordingSdk, instrumented, traceparent
+from support.otel import RecordingSdk, instrumented, traceparent
 from support.spans import one, parent_id
 
 from contract.drivers import (
@@ -135,7 +135,6 @@ def test_every_call_form_is_traced_and_keeps_the_callers_headers(
     driver: Any, sdk: RecordingSdk, topic: str, call_form: CallForm, header_kind: str
 ) -> None:
     headers = copy.deepcopy(HEADER_KINDS[header_kind])
-    origin = NewOrigin(topic)
     ack = driver.send_form(topic, call_form, headers)
     assert headers == HEADER_KINDS[header_kind], "the caller's headers were mutated"
 
@@ -145,25 +144,18 @@ def test_every_call_form_is_traced_and_keeps_the_callers_headers(
     assert record.value == call_form.value
     items = headers.items() if isinstance(headers, dict) else headers or []
     kept = [(key, value) for key, value in items if key != "traceparent"]
-    assert record.headers == [
-        *kept,
-        ("traceparent", traceparent(send.context)),
-        (ORIGIN_HEADER, origin),
-    ]
+    assert record.headers == [*kept, ("traceparent", traceparent(send.context))]
     assert parent_id(one(sdk.spans("process"))) == send.context.span_id
 
 
 @pytest.mark.needs(HEADERS)
-def test_a_send_without_headers_gets_only_the_propagator_and_origin_headers(
+def test_a_send_without_headers_gets_only_the_propagator_s_headers(
     driver: Driver, sdk: RecordingSdk, topic: str
 ) -> None:
-    origin = NewOrigin(topic)
+    """A send that starts a pipeline carries no origin: its record's timestamp is one."""
     driver.send(topic, b"v")
     record = driver.read(topic)
-    assert record.headers == [
-        ("traceparent", traceparent(one(sdk.spans("send")).context)),
-        (ORIGIN_HEADER, origin),
-    ]
+    assert record.headers == [("traceparent", traceparent(one(sdk.spans("send")).context))]
 
 
 def test_invalid_calls_raise_exactly_as_without_instrumentation(
@@ -445,6 +437,15 @@ def _assert_the_record_began_its_own_pipeline(
     carried = dict(driver.read(f"{topic}-next").headers)[ORIGIN_HEADER]
     assert carried.split(b" ")[1] == topic.encode()
     assert int(carried.split(b" ")[0]) <= _now_ms()
+
+
+@pytest.mark.needs(HEADERS)
+def test_a_pipeline_begins_at_its_first_record(
+    driver: Driver, sdk: RecordingSdk, topic: str
+) -> None:
+    """A send made outside any consumed record sends no origin: the record it stores is one."""
+    driver.send(topic, b"v")
+    _assert_the_record_began_its_own_pipeline(driver, sdk, topic)
 
 
 @pytest.mark.needs(HEADERS)

@@ -3,9 +3,7 @@ and metrics directly instead of through an exporter subprocess."""
 
 from __future__ import annotations
 
-import re
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -157,26 +155,3 @@ def traceparent(context: SpanContext) -> bytes:
     """The ``traceparent`` header the W3C propagator writes for ``context``."""
     flags = int(context.trace_flags)
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}".encode()
-
-
-class NewOrigin:
-    """Equal to the pipeline-origin header value of a send to ``topic`` made outside any
-    consumed record from now on: that send's own time (epoch ms) and topic."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic.encode()
-        self.since_ms = time.time_ns() // 1_000_000
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, bytes):
-            return False
-        match = re.fullmatch(rb"([0-9]+) (.+)", other)
-        now_ms = time.time_ns() // 1_000_000
-        return (
-            match is not None
-            and match.group(2) == self.topic
-            and self.since_ms <= int(match.group(1)) <= now_ms
-        )
-
-    def __repr__(self) -> str:
-        return f"<origin: a send to {self.topic!r} since {self.since_ms}>"

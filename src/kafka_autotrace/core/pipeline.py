@@ -1,10 +1,13 @@
 """Where a message's pipeline began: the first send of the chain of messages it descends from.
 
-Each send carries its pipeline's origin in a record header of ours, :data:`ORIGIN_HEADER`,
-``<epoch milliseconds> <topic>`` in ASCII: a send made while the application handles a
-consumed record carries that record's origin forward, any other send starts a new origin at
-its own send time and topic. The consumer records ``kafka_autotrace.pipeline.age``, now minus
-the origin, so "time to glass" is measured for every message whether or not it was sampled.
+A send made while the application handles a consumed record carries that record's origin
+forward, in a record header of ours, :data:`ORIGIN_HEADER`, ``<epoch milliseconds> <topic>``
+in ASCII. Any other send starts a pipeline and needs no header: its record's timestamp and
+topic are the origin, which the consumer reads from the record itself (so the first hop of
+every pipeline pays for no header). The consumer records ``kafka_autotrace.pipeline.age``, now
+minus the origin, so "time to glass" is measured for every message whether or not it was
+sampled. A pipeline begins at its first record's timestamp: the send time, unless the
+application set a timestamp of its own or the topic keeps the broker's append time.
 
 Wall-clock time, because record timestamps are rewritten at every hop and monotonic clocks do
 not compare across processes; a header of our own, not baggage, so nothing leaks into HTTP
@@ -46,10 +49,6 @@ class Origin:
         if self._header is None:
             self._header = b"%d %s" % (self.ms, self.topic.encode("ascii", "replace"))
         return self._header
-
-    @classmethod
-    def starting_now(cls, topic: str) -> Origin:
-        return cls(time.time_ns() // 1_000_000, topic)
 
     @classmethod
     def parse(cls, value: object) -> Origin | None:

@@ -121,7 +121,7 @@ class KafkaTelemetry:
         if not self._cap.admit():
             current = NonRecordingSpan(get_current_span().get_span_context())
             pending = PendingSend(current, self._instruments, destination.send_metrics, None)
-            pending.origin = origin_in() or Origin.starting_now(topic)
+            pending.origin = origin_in()
             return pending
         span = self._tracer.start_span(
             destination.send_name, kind=SpanKind.PRODUCER, attributes=destination.send_attributes
@@ -135,7 +135,8 @@ class KafkaTelemetry:
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
         pending = PendingSend(span, self._instruments, destination.send_metrics, self._cap)
-        pending.origin = origin_in() or Origin.starting_now(topic)
+        # A send that starts a pipeline carries no origin: its record's timestamp is one.
+        pending.origin = origin_in()
         return pending
 
     def _pass_send_through(self, topic: str, key: object, value: object) -> PendingSend | None:
