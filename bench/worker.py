@@ -359,22 +359,23 @@ OPERATIONS: dict[tuple[str, str], Callable[[argparse.Namespace, Clock], None]] =
 
 def floor_span(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any], list[Any]]:
     """Name, kind, attributes and parent contexts of the span kafka-autotrace emits per message
-    in this case, with every attribute it ends up carrying (the ack's partition and offset
-    included) given at start, which is the cheapest way the SDK can record them. The parents
-    are those of the consumed records, in their mix (production: 1 sampled in 100); a send
-    has none (a root span, which the production sampler keeps 1 time in 100)."""
+    in this case, with every attribute it carries by default (the ack's partition and offset
+    included; no client id or server port) given at start, which is the cheapest way the SDK
+    can record them. The parents are those of the consumed records, in their mix (production:
+    1 sampled in 100); a send has none (a root span, which the production sampler keeps 1 time
+    in 100)."""
     from opentelemetry import trace
     from opentelemetry.context import Context
     from opentelemetry.propagate import extract
     from opentelemetry.semconv._incubating.attributes import messaging_attributes as m
     from opentelemetry.semconv.attributes import server_attributes as s
 
-    host, _, port = args.bootstrap.partition(",")[0].rpartition(":")
+    from kafka_autotrace.core.attributes import PIPELINE_AGE_ATTRIBUTE, PIPELINE_ORIGIN
+
+    host = args.bootstrap.partition(",")[0].rpartition(":")[0]
     attributes: dict[str, Any] = {
         m.MESSAGING_SYSTEM: "kafka",
-        m.MESSAGING_CLIENT_ID: "client-1",
         s.SERVER_ADDRESS: host,
-        s.SERVER_PORT: int(port),
         m.MESSAGING_DESTINATION_NAME: args.topic,
         m.MESSAGING_DESTINATION_PARTITION_ID: "0",
         m.MESSAGING_KAFKA_OFFSET: 12345,
@@ -387,6 +388,8 @@ def floor_span(args: argparse.Namespace) -> tuple[str, Any, dict[str, Any], list
     attributes[m.MESSAGING_OPERATION_NAME] = "process"
     attributes[m.MESSAGING_OPERATION_TYPE] = "process"
     attributes[m.MESSAGING_CONSUMER_GROUP_NAME] = args.group
+    attributes[PIPELINE_ORIGIN] = args.topic
+    attributes[PIPELINE_AGE_ATTRIBUTE] = 0.004
     parents = [
         extract({"traceparent": header.decode()}, context=Context())
         for header in traceparents_for(args.setup)
