@@ -83,11 +83,16 @@ def _runs(
     return runs, cases
 
 
+SEND_BEFORE = run.NOSDK_BEFORE[PRODUCE.label]
+RECORD_BEFORE = run.NOSDK_BEFORE[CONSUME.label]
+
+
 def _summary(reference_nosdk_us: float | None = None) -> list[dict[str, Any]]:
-    """kafka-autotrace without an SDK adds 4.7 µs to a send (as the last full run did) and 20
-    µs to a consumed record (it did 16.2)."""
+    """kafka-autotrace without an SDK adds to a send what the recorded run did, and to a
+    consumed record a quarter more."""
     runs, cases = _runs(
-        {PRODUCE.label: 104.7, CONSUME.label: 120.0}, reference_nosdk_us=reference_nosdk_us
+        {PRODUCE.label: 100.0 + SEND_BEFORE, CONSUME.label: 100.0 + 1.25 * RECORD_BEFORE},
+        reference_nosdk_us=reference_nosdk_us,
     )
     return run.summarise(runs, cases)
 
@@ -163,20 +168,21 @@ def test_each_target_names_its_operations() -> None:
 def test_without_an_sdk_the_figure_before_is_the_bound() -> None:
     produce = _verdict("nosdk: CPU added no more than before", PRODUCE)
     assert produce["value"] == pytest.approx(1.0)
-    assert produce["allowance_us"] == pytest.approx(4.7)
+    assert produce["allowance_us"] == pytest.approx(SEND_BEFORE)
     assert produce["fixed_us"] == 0.0
     assert (produce["met"], produce["reachable"]) == (True, True)
     consume = _verdict("nosdk: CPU added no more than before", CONSUME)
-    assert consume["value"] == pytest.approx(20 / 16.2)
+    assert consume["value"] == pytest.approx(1.25)
     assert consume["fixed_us"] == pytest.approx(4.0)
     assert (consume["met"], consume["reachable"]) == (False, True)
 
 
 def test_a_reference_run_replaces_the_recorded_figure() -> None:
-    rows = _summary(reference_nosdk_us=125.0)  # the reference adds 25 µs to both
+    reference_us = 2 * RECORD_BEFORE  # the reference adds that to both
+    rows = _summary(reference_nosdk_us=100.0 + reference_us)
     consume = _verdict("nosdk: CPU added no more than before", CONSUME, rows)
-    assert consume["allowance_us"] == pytest.approx(25.0)
-    assert consume["value"] == pytest.approx(20 / 25)
+    assert consume["allowance_us"] == pytest.approx(reference_us)
+    assert consume["value"] == pytest.approx(1.25 * RECORD_BEFORE / reference_us)
     assert consume["met"] is True
 
 
@@ -218,7 +224,11 @@ def test_the_breakdown_leaves_the_rest_after_the_fixed_costs() -> None:
         in lines
     )
     assert "| kafka-python consume | spans | 70.0 | 30.0 | 0.00 | 0.0 | — | 4.0 | 36.0 |" in lines
-    assert "| kafka-python consume | nosdk | 20.0 | — | 0.00 | — | — | 4.0 | 16.0 |" in lines
+    added = 1.25 * RECORD_BEFORE
+    nosdk = (
+        f"| kafka-python consume | nosdk | {added:.1f} | — | 0.00 | — | — | 4.0 | {added - 4:.1f} |"
+    )
+    assert nosdk in lines
 
 
 def test_a_case_that_lost_spans_fails() -> None:
