@@ -1,8 +1,8 @@
 """Fixtures shared by tests/ and e2e/: one real broker per session, a fresh topic and OTLP
 receiver per test.
 
-The broker is session-scoped because starting it costs about a second while topics cost
-milliseconds; isolation between tests comes from unique topic (and group) names instead.
+The broker is session-scoped because starting it costs seconds while topics cost milliseconds;
+isolation between tests comes from unique topic (and group) names instead.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def broker(
 ) -> Iterator[Broker]:
     # The log lives under pytest's basetemp (not the broker's data dir, which is deleted on
     # stop) so it can still be read after the session; pytest prunes old basetemps itself.
-    running = start_broker(log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    running = start_broker(tmp_path_factory.mktemp("broker"))
     request.config.stash[_BROKER] = running
     try:
         yield running

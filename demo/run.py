@@ -36,7 +36,7 @@ APPS = Path(__file__).resolve().parent / "apps"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.apps import INSTRUMENT, app_env  # noqa: E402
-from support.broker import Broker, create_topic, start_private_broker  # noqa: E402
+from support.broker import NoidaBroker, create_topic, start_private_broker  # noqa: E402
 
 from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan  # noqa: E402
 from kafka_autotrace.tools.waterfall import glyphs_for, render_traces, summarize  # noqa: E402
@@ -126,7 +126,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kafka-autotrace-demo-"))
-    broker: Broker | None = None
+    broker: NoidaBroker | None = None
     try:
         progress(
             "kafka-autotrace demo: orders-api (kafka-python) → shipping (confluent-kafka) "

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import yaml
 from support.apps import RunningApp, finish_app, start_app
-from support.broker import Broker, create_topic, free_port, unique_topic
+from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.histograms import HistogramReceiver
+from support.processes import free_port
 from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
 
 from kafka_autotrace.core.metrics import RECORD_AGE

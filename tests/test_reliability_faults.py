@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import StatusCode
-from support.broker import Broker, create_topic, start_private_broker, unique_topic
+from support.broker import NoidaBroker, create_topic, start_private_broker, unique_topic
 from support.network import closed_port
 from support.otel import INSTRUMENTORS, RecordingSdk, instrumented
 
@@ -78,7 +78,7 @@ def kafka_python_sdk() -> Iterator[RecordingSdk]:
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[Broker]:
+def private_broker(tmp_path: Path) -> Iterator[NoidaBroker]:
     """A broker of this test's own, which it may stop under its clients' feet."""
     running = start_private_broker(tmp_path / "broker.log")
     yield running
@@ -118,7 +118,7 @@ def test_kafka_python_with_the_broker_down_at_start_fails_as_uninstrumented() ->
 
 
 def test_kafka_python_broker_going_away_ends_every_pending_send(
-    kafka_python_sdk: RecordingSdk, private_broker: Broker, caplog: pytest.LogCaptureFixture
+    kafka_python_sdk: RecordingSdk, private_broker: NoidaBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = create_topic(private_broker.bootstrap_servers, "going-away")
     producer = KafkaProducer(
@@ -149,7 +149,7 @@ def test_kafka_python_broker_going_away_ends_every_pending_send(
 
 
 def test_kafka_python_consumer_outlives_its_broker_without_leaking_spans(
-    kafka_python_sdk: RecordingSdk, private_broker: Broker, caplog: pytest.LogCaptureFixture
+    kafka_python_sdk: RecordingSdk, private_broker: NoidaBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = create_topic(private_broker.bootstrap_servers, "consumed-while-going-away")
     producer = KafkaProducer(bootstrap_servers=private_broker.bootstrap_servers)
@@ -219,7 +219,7 @@ def test_confluent_with_the_broker_down_at_start_fails_as_uninstrumented() -> No
 
 
 def test_confluent_broker_going_away_ends_every_pending_send(
-    private_broker: Broker, caplog: pytest.LogCaptureFixture
+    private_broker: NoidaBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = create_topic(private_broker.bootstrap_servers, "going-away")
     with instrumented(ConfluentKafkaInstrumentor()) as sdk:
@@ -244,7 +244,7 @@ def test_confluent_broker_going_away_ends_every_pending_send(
 
 
 def test_confluent_consumer_outlives_its_broker_without_leaking_spans(
-    private_broker: Broker, caplog: pytest.LogCaptureFixture
+    private_broker: NoidaBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = create_topic(private_broker.bootstrap_servers, "consumed-while-going-away")
     producer = UntracedProducer({"bootstrap.servers": private_broker.bootstrap_servers})
@@ -314,7 +314,7 @@ def test_aiokafka_with_the_broker_down_at_start_fails_as_uninstrumented() -> Non
 
 
 def test_aiokafka_broker_going_away_ends_every_pending_send(
-    private_broker: Broker, caplog: pytest.LogCaptureFixture
+    private_broker: NoidaBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = create_topic(private_broker.bootstrap_servers, "going-away")
 
@@ -348,7 +348,7 @@ def test_aiokafka_broker_going_away_ends_every_pending_send(
     assert DETACH_ERROR not in caplog.text
 
 
-async def aiokafka_consume_as_broker_goes(broker: Broker) -> tuple[int, Any]:
+async def aiokafka_consume_as_broker_goes(broker: NoidaBroker) -> tuple[int, Any]:
     """Records handled from a topic whose broker stops after the first five, and what the
     consumer's ``stop()`` then gives (aiokafka may raise the fetch it had in flight)."""
     topic = create_topic(broker.bootstrap_servers, "consumed-while-going-away")
@@ -380,7 +380,7 @@ async def aiokafka_consume_as_broker_goes(broker: Broker) -> tuple[int, Any]:
 
 
 def test_aiokafka_consumer_outlives_its_broker_without_leaking_spans(
-    private_broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    private_broker: NoidaBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     plain_broker = start_private_broker(tmp_path / "plain-broker.log")
     try:

@@ -31,7 +31,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Span, SpanContext
-from support.broker import free_port, start_private_broker
+from support.broker import start_private_broker
+from support.processes import free_port
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor

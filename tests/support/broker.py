@@ -1,12 +1,16 @@
-"""A real Kafka-protocol broker for the tests, without Docker or a JVM.
+"""The Kafka broker of a test session, and the helpers every test uses with it.
 
 Why a real broker: the instrumentation's value is that context survives the actual wire (record
-headers through a broker, consumer-group assignment, rebalances), which mocks cannot show. The
-``noida-db`` wheel ships a single native binary speaking the Kafka protocol that starts in well
-under a second, so every test session gets its own private broker with a throwaway data dir.
+headers through a broker, consumer-group assignment, rebalances), which mocks cannot show.
 
-Set ``KAFKA_AUTOTRACE_TEST_BOOTSTRAP=host:port`` to run against an existing cluster instead
-(e.g. a real Apache Kafka in CI); then nothing is started or stopped.
+Which broker (``KAFKA_AUTOTRACE_TEST_BROKER``):
+- ``kafka`` (the default): Apache Kafka, the broker users run (``support.kafka``; a JVM, from
+  Maven Central, about five seconds to start).
+- ``noida``: the ``noida-db`` wheel, a single native binary speaking the Kafka protocol that
+  starts in well under a second: the quick mode, and the demo's embedded broker. Tests that
+  stop a broker under a client's feet start a private one of these (``start_private_broker``).
+- ``KAFKA_AUTOTRACE_TEST_BOOTSTRAP=host:port`` instead attaches to an existing cluster; then
+  nothing is started or stopped.
 """
 
 from __future__ import annotations
@@ -20,23 +24,37 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from support.kafka import start_kafka
+from support.processes import free_port, read_log_tail, terminate
+
 BOOTSTRAP_ENV = "KAFKA_AUTOTRACE_TEST_BOOTSTRAP"
+BROKER_ENV = "KAFKA_AUTOTRACE_TEST_BROKER"
+
+
+class Broker(Protocol):
+    """What a test may do with its broker, whichever kind it is."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def log_path(self) -> Path | None: ...
+
+    def log_tail(self, lines: int = 100) -> str: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
-class Broker:
-    """A broker the tests can reach at ``bootstrap_servers``.
-
-    ``log_path`` is None for an external cluster (its logs are not ours to read); ``stop`` is
-    then a no-op.
-    """
+class NoidaBroker:
+    """A noida-db broker, or an external cluster (``log_path`` None, ``stop`` a no-op)."""
 
     bootstrap_servers: str
     log_path: Path | None = None
@@ -56,35 +74,29 @@ class Broker:
             self.data_dir = None
 
 
-def read_log_tail(path: Path, lines: int = 100) -> str:
-    """The last ``lines`` lines of a log file, or a note saying why there are none.
-
-    Used in failure reports, so it must never raise itself.
-    """
-    try:
-        with path.open(encoding="utf-8", errors="replace") as log:
-            return "".join(deque(log, maxlen=lines))
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-
-
-def start_broker(log_path: Path, ready_timeout: float = 20.0) -> Broker:
-    """Start a private noida-db Kafka broker (or attach to ``$KAFKA_AUTOTRACE_TEST_BOOTSTRAP``).
+def start_broker(log_folder: Path, ready_timeout: float = 20.0) -> Broker:
+    """Start the session's broker as ``$KAFKA_AUTOTRACE_TEST_BROKER`` says (or attach to
+    ``$KAFKA_AUTOTRACE_TEST_BOOTSTRAP``), its logs under ``log_folder``.
 
     Returns only once a metadata request has succeeded, so the first test never races broker
     start-up. Raises RuntimeError with the broker log if it exits or never becomes ready.
     """
     external = os.environ.get(BOOTSTRAP_ENV)
     if external:
-        broker = Broker(bootstrap_servers=external)
+        broker = NoidaBroker(bootstrap_servers=external)
         _wait_until_ready(broker, ready_timeout)
         return broker
-    return start_private_broker(log_path, ready_timeout)
+    kind = os.environ.get(BROKER_ENV, "kafka")
+    if kind == "kafka":
+        return start_kafka(log_folder)
+    if kind == "noida":
+        return start_private_broker(log_folder / "broker.log", ready_timeout)
+    raise ValueError(f"{BROKER_ENV}={kind!r}: expected 'kafka' or 'noida'")
 
 
-def start_private_broker(log_path: Path, ready_timeout: float = 20.0) -> Broker:
-    """Start a noida-db broker owned by the caller, even when an external cluster is set:
-    for tests that must stop the broker under a client's feet."""
+def start_private_broker(log_path: Path, ready_timeout: float = 20.0) -> NoidaBroker:
+    """Start a noida-db broker owned by the caller, whatever the session's broker is: for
+    tests that must stop the broker under a client's feet."""
     binary = importlib.resources.files("noida_db") / "noida-db"
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="kafka-autotrace-broker-"))
@@ -105,7 +117,7 @@ def start_private_broker(log_path: Path, ready_timeout: float = 20.0) -> Broker:
         # The binary warns about a GLIBC "weak version" on stderr at every start; it is harmless,
         # and keeping stderr in the log keeps real errors next to it in context.
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    broker = Broker(f"127.0.0.1:{port}", log_path, process, data_dir)
+    broker = NoidaBroker(f"127.0.0.1:{port}", log_path, process, data_dir)
     try:
         _wait_until_ready(broker, ready_timeout)
     except BaseException:
@@ -175,17 +187,7 @@ def read_record(
     return message
 
 
-def free_port() -> int:
-    """A local port nothing listens on right now."""
-    # Small race: the port could be taken before the broker binds it. The broker would then exit,
-    # and the readiness check reports that with the log, so the failure is at least explicit.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_until_ready(broker: Broker, timeout: float) -> None:
+def _wait_until_ready(broker: NoidaBroker, timeout: float) -> None:
     """Poll until a full metadata round trip succeeds.
 
     An open TCP port is not enough: the broker may accept connections before it can answer
@@ -219,18 +221,7 @@ def _wait_until_ready(broker: Broker, timeout: float) -> None:
     )
 
 
-def _with_log(broker: Broker, message: str) -> str:
+def _with_log(broker: NoidaBroker, message: str) -> str:
     if broker.log_path is None:
         return message
     return f"{message}\n--- last lines of {broker.log_path} ---\n{broker.log_tail()}"
-
-
-def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout``."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from support.broker import free_port as closed_port
+from support.processes import free_port as closed_port
 
 __all__ = ["BlackHole", "OtlpSink", "closed_port"]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from support.broker import free_port, read_log_tail, terminate
+from support.processes import free_port, read_log_tail, terminate
 
 PACKAGE = "prometheus"
 BINARY = Path("/usr/bin/prometheus")

@@ -102,6 +102,16 @@ class _SerializingProduce(_Produce):
 _RECEIVE = INSTRUMENTER.receives(ConfluentReceives())
 
 
+def _construct(base: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Call the C type's ``__init__`` as the application called ours: with no keywords when it
+    passed none, because librdkafka's binding tells "no configuration" (a TypeError) from an
+    empty keyword dict (a client with default settings)."""
+    if kwargs:
+        base.__init__(*args, **kwargs)
+    else:
+        base.__init__(*args)
+
+
 class _TracedProducer:
     """Mixed in ahead of ``Producer``."""
 
@@ -109,7 +119,7 @@ class _TracedProducer:
     _sends: ClassVar[SendFlow] = INSTRUMENTER.sends(_Produce())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        _construct(super(), args, kwargs)
         remember(self, args, kwargs)
 
     def produce(self, *args: Any, **kwargs: Any) -> Any:
@@ -129,7 +139,7 @@ class _TracedConsumer:
     __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        _construct(super(), args, kwargs)
         remember(self, args, kwargs)
 
     def poll(self, *args: Any, **kwargs: Any) -> Any:
