@@ -271,6 +271,23 @@ def stop_app(app: RunningApp, timeout: float = 15.0) -> subprocess.CompletedProc
         except subprocess.TimeoutExpired:
             app.process.kill()
             app.process.wait()
+    result = _collect(app)
+    if crashed:
+        reason = f"had already exited with code {result.returncode}"
+        raise AssertionError(_describe(app.script, reason, result.stdout, result.stderr))
+    return result
+
+
+def kill_app(app: RunningApp) -> subprocess.CompletedProcess[str]:
+    """SIGKILL the app, as a crash or the OOM killer would: nothing of it runs afterwards (no
+    export at exit). Collects its output as ``stop_app`` does; a later ``stop_app`` returns it."""
+    app.process.kill()
+    app.process.wait()
+    return _collect(app)
+
+
+def _collect(app: RunningApp) -> subprocess.CompletedProcess[str]:
+    """The exited app's result, kept on it; its output files are deleted."""
     app.result = subprocess.CompletedProcess(
         app.process.args,
         app.process.returncode,
@@ -278,9 +295,6 @@ def stop_app(app: RunningApp, timeout: float = 15.0) -> subprocess.CompletedProc
         _read(app.output_dir / "stderr.txt"),
     )
     shutil.rmtree(app.output_dir, ignore_errors=True)
-    if crashed:
-        reason = f"had already exited with code {app.result.returncode}"
-        raise AssertionError(_describe(app.script, reason, app.result.stdout, app.result.stderr))
     return app.result
 
 
