@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-client-matrix lint clean
+.PHONY: install demo test test-quick test-unit test-client-matrix lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,18 @@ install: $(INSTALLED)
 demo: install
 	$(BIN)/python demo/run.py
 
-## test: the whole suite (unit, real-broker integration, subprocess end-to-end), then the
-## client tests again on the oldest supported releases of each client, then coexistence with
-## the upstream contrib Kafka instrumentations.
+## test: the whole suite (unit, real-broker integration, subprocess end-to-end) against Apache
+## Kafka (fetched from Maven Central on first use; needs Java 17 and Maven), then the client
+## tests again on the oldest supported releases of each client, then coexistence with the
+## upstream contrib Kafka instrumentations.
 test: install
 	$(BIN)/python -m pytest
 	$(MAKE) test-client-matrix
 	$(MAKE) test-coexistence
+
+## test-quick: the same suite against the embedded noida-db broker: no JVM, faster start.
+test-quick: install
+	KAFKA_AUTOTRACE_TEST_BROKER=noida $(BIN)/python -m pytest
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

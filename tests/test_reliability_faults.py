@@ -491,6 +491,49 @@ class ConfluentMember(GroupMember):
         self.consumer.close()
 
 
+class AIOKafkaMember(GroupMember):
+    """An asyncio consumer whose event loop runs in the member's thread while it polls with
+    ``getmany`` (the batch API); stopped from the test's thread once that loop is idle."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.consumer = self._loop.run_until_complete(self._start(bootstrap, topic, group))
+        super().__init__()
+
+    @staticmethod
+    async def _start(bootstrap: str, topic: str, group: str) -> Any:
+        consumer = aiokafka.AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+        await consumer.start()
+        return consumer
+
+    def _poll(self) -> list[tuple[int, int]]:
+        batches = self._loop.run_until_complete(self.consumer.getmany(timeout_ms=200))
+        return [
+            (record.partition, record.offset) for records in batches.values() for record in records
+        ]
+
+    def assigned(self) -> int:
+        return len(self.consumer.assignment())
+
+    def _close(self) -> None:
+        self._loop.run_until_complete(self.consumer.stop())
+        self._loop.close()
+
+
+MEMBERS: dict[str, type[GroupMember]] = {
+    "kafka-python": KafkaPythonMember,
+    "confluent-kafka": ConfluentMember,
+    "aiokafka": AIOKafkaMember,
+}
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -499,13 +542,13 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) ->
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+@pytest.mark.parametrize("client", sorted(MEMBERS))
 def test_group_rebalances_and_closing_from_another_thread_leak_no_spans(
     client: str, bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = create_topic(bootstrap, unique_topic("rebalance"), partitions=4)
     group = unique_topic("rebalance-group")
-    member: type[GroupMember] = KafkaPythonMember if client == "kafka-python" else ConfluentMember
+    member = MEMBERS[client]
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
 
     def produce(count: int) -> None:
