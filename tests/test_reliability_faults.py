@@ -432,16 +432,21 @@ class GroupMember(abc.ABC):
         self._close()
 
 
+def member_config(bootstrap: str, group: str) -> dict[str, Any]:
+    """A group member's configuration in kafka-python's spelling, which aiokafka shares."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "group_id": group,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 500,
+    }
+
+
 class KafkaPythonMember(GroupMember):
     def __init__(self, bootstrap: str, topic: str, group: str) -> None:
         self.consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            auto_offset_reset="earliest",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=500,
-            consumer_timeout_ms=200,
+            topic, consumer_timeout_ms=200, **member_config(bootstrap, group)
         )
         super().__init__()
 
@@ -502,14 +507,7 @@ class AIOKafkaMember(GroupMember):
 
     @staticmethod
     async def _start(bootstrap: str, topic: str, group: str) -> Any:
-        consumer = aiokafka.AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            auto_offset_reset="earliest",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=500,
-        )
+        consumer = aiokafka.AIOKafkaConsumer(topic, **member_config(bootstrap, group))
         await consumer.start()
         return consumer
 

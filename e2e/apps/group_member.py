@@ -18,18 +18,22 @@ def handled(partition: int, offset: int, value: bytes) -> None:
     print(f"handled {partition} {offset} {value.decode()}", flush=True)
 
 
+def config(bootstrap: str, group: str) -> dict[str, object]:
+    """The consumer's configuration in kafka-python's spelling, which aiokafka shares."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "group_id": group,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": HEARTBEAT_MS,
+    }
+
+
 def kafka_python(bootstrap: str, topic: str, group: str) -> None:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=HEARTBEAT_MS,
-    )
+    consumer = KafkaConsumer(topic, **config(bootstrap, group))
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
     print("assigned", flush=True)
@@ -69,15 +73,7 @@ def confluent_kafka(bootstrap: str, topic: str, group: str) -> None:
 async def aiokafka(bootstrap: str, topic: str, group: str) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=HEARTBEAT_MS,
-    )
+    consumer = AIOKafkaConsumer(topic, **config(bootstrap, group))
     await consumer.start()
     while not consumer.assignment():
         await asyncio.sleep(0.1)
