@@ -22,9 +22,9 @@ install: $(INSTALLED)
 demo: install
 	$(BIN)/python demo/run.py
 
-## test: the whole suite (unit, real-broker integration, subprocess end-to-end), then the
-## client tests again on the oldest supported releases of each client, then coexistence with
-## the upstream contrib Kafka instrumentations.
+## test: the whole suite (unit, real-broker integration, subprocess end-to-end), then parts of
+## it on the other supported Pythons, then the client tests again on the oldest supported
+## releases of each client, then coexistence with the upstream contrib Kafka instrumentations.
 test: install
 	$(BIN)/python -m pytest
 	$(MAKE) test-pythons
@@ -50,7 +50,7 @@ test-client-matrix: install
 ## (which `make test` covers), the end-to-end suite too on the oldest and the newest; two
 ## Pythons at a time (PYTHONS_JOBS), as the suites mostly wait on brokers and subprocesses.
 # Each Python gets a virtualenv $(VENV)-py3.X. Its interpreter is pyenv's
-# ($$PYENV_ROOT, else ~/.pyenv: versions/3.X.N/bin/python), else a python3.X on PATH that runs
+# ($PYENV_ROOT, else ~/.pyenv: versions/3.X.N/bin/python), else a python3.X on PATH that runs
 # (a pyenv shim for a version not selected does not); without either the target fails, naming it.
 PYTHONS ?= 3.9 3.10 3.11 3.12 3.13
 E2E_PYTHONS ?= 3.9 3.13
