@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-quick test-unit test-client-matrix lint clean
+.PHONY: install demo test test-quick test-unit test-client-matrix pythons test-pythons lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,12 @@ demo: install
 	$(BIN)/python demo/run.py
 
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end) against Apache
-## Kafka (fetched from Maven Central on first use; needs Java 17 and Maven), then the client
-## tests again on the oldest supported releases of each client, then coexistence with the
-## upstream contrib Kafka instrumentations.
+## Kafka (fetched from Maven Central on first use; needs Java 17 and Maven), then parts of it on
+## the other supported Pythons, then the client tests again on the oldest supported releases of
+## each client, then coexistence with the upstream contrib Kafka instrumentations.
 test: install
 	$(BIN)/python -m pytest
+	$(MAKE) test-pythons
 	$(MAKE) test-client-matrix
 	$(MAKE) test-coexistence
 
@@ -49,6 +50,43 @@ test-client-matrix: install
 		$$env/bin/python -m pytest tests/contract --client $$client \
 			tests/test_$${module}*.py e2e/test_$${module}*_e2e.py || exit 1; \
 	done
+
+## test-pythons: the unit and contract suites on every supported Python besides $(PYTHON)'s
+## (which `make test` covers), the end-to-end suite too on the oldest and the newest; two
+## Pythons at a time (PYTHONS_JOBS), as the suites mostly wait on brokers and subprocesses.
+## Against noida-db (PYTHONS_BROKER): what differs here is the Python, and it starts at once.
+# Each Python gets a virtualenv $(VENV)-py3.X. Its interpreter is pyenv's
+# ($PYENV_ROOT, else ~/.pyenv: versions/3.X.N/bin/python), else a python3.X on PATH that runs
+# (a pyenv shim for a version not selected does not); without either the target fails, naming it.
+PYTHONS ?= 3.9 3.10 3.11 3.12 3.13
+E2E_PYTHONS ?= 3.9 3.13
+PYTHONS_JOBS ?= 2
+PYTHONS_BROKER ?= noida
+MAIN_PYTHON = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+OTHER_PYTHONS = $(filter-out $(MAIN_PYTHON),$(PYTHONS))
+
+$(VENV)-py%/.installed: pyproject.toml
+	@[ -x $(VENV)-py$*/bin/python ] || { \
+		python=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$*.[0-9]*/bin/python 2>/dev/null \
+			| grep -v 't/bin/python$$' | tail -n 1); \
+		python=$${python:-python$*}; \
+		$$python -c '' 2>/dev/null || { echo "Python $* not found: neither" \
+			"$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$*.N nor a python$* on PATH that runs;" \
+			"install it (pyenv install $*) or leave it out: make PYTHONS='...'" >&2; exit 1; }; \
+		$$python -m venv $(VENV)-py$* && $(VENV)-py$*/bin/python -m pip install --quiet --upgrade pip; \
+	}
+	$(VENV)-py$*/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+## pythons: only the virtualenvs of test-pythons (.ci/run makes them first, to fail early).
+pythons: $(foreach version,$(OTHER_PYTHONS),$(VENV)-py$(version)/.installed)
+
+test-pythons: pythons
+	$(MAKE) --jobs=$(PYTHONS_JOBS) --output-sync=target \
+		$(foreach version,$(OTHER_PYTHONS),test-py$(version))
+
+test-py%: $(VENV)-py%/.installed
+	KAFKA_AUTOTRACE_TEST_BROKER=$(PYTHONS_BROKER) $(VENV)-py$*/bin/python -m pytest tests/unit tests/contract $(if $(filter $*,$(E2E_PYTHONS)),e2e)
 
 ## bench: throughput and per-message cost, uninstrumented vs upstream contrib vs kafka-autotrace,
 ## on an in-memory broker (about 10 minutes; BENCH_ARGS=--quick for a short run). Prints a table

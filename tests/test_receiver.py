@@ -131,7 +131,7 @@ def test_real_span_export_is_decoded(otlp_receiver: OtlpReceiver, compression: C
     assert (got_parent.trace_id, got_parent.span_id) == (parent_trace, parent_span)
     assert got_parent.parent_span_id == ""
     assert got_parent.kind == "PRODUCER"
-    assert got_parent.attributes == {
+    expected: dict[str, object] = {
         "messaging.system": "kafka",
         "messaging.batch.message_count": 3,
         "ratio": 0.25,
@@ -139,6 +139,9 @@ def test_real_span_export_is_decoded(otlp_receiver: OtlpReceiver, compression: C
         "tags": ["a", "b"],
         "raw": b"\x00\xff",
     }
+    if "raw" not in (parent.attributes or {}):
+        del expected["raw"]  # older APIs (1.41, what Python 3.9 gets) drop bytes not UTF-8
+    assert got_parent.attributes == expected
     assert got_parent.status_code == "UNSET"
     assert (got_parent.start_time_unix_nano, got_parent.end_time_unix_nano) == (
         parent.start_time,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from importlib.metadata import distribution, entry_points
+from importlib.metadata import distribution
 
 import pytest
 from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+from opentelemetry.util._importlib_metadata import entry_points
 
 from kafka_autotrace.clients.registry import CLIENTS, KAFKA_PYTHON
 from kafka_autotrace.core.instrumenter import Instrumenter
@@ -16,6 +17,8 @@ from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 
 def _instrumentor_entry_points() -> dict[str, object]:
+    # OpenTelemetry's entry_points(), which opentelemetry-instrument calls: the standard
+    # library's takes no group= before Python 3.10.
     return {
         entry_point.name: entry_point
         for entry_point in entry_points(group="opentelemetry_instrumentor")

@@ -18,6 +18,7 @@ batch builder itself, and a batch carries one future for all of them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -44,6 +45,15 @@ def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
     return metadata.partition, metadata.offset
 
 
+@functools.cache
+def _falsy_headers_are_none() -> bool:
+    """Whether the installed aiokafka sends ``headers or []`` (0.13 and later) rather than
+    replacing only None."""
+    from aiokafka import __version__
+
+    return tuple(int(part) for part in __version__.split(".")[:2]) >= (0, 13)
+
+
 def _info(client: Any, group: object = None) -> ClientState:
     return ClientState(
         ClientInfo.from_config(
@@ -59,12 +69,14 @@ class _Send(SendAdapter):
         return _info(getattr(client, "client", None))
 
     def extendable(self, client: Any, headers: object) -> object:
-        """aiokafka sends ``headers or []`` and takes a list only: a falsy value of any type is
-        no headers, and anything but a list (a tuple, a dict) is left for aiokafka to reject
-        as without us."""
-        if not headers:
+        """aiokafka takes a list only: anything else (a tuple, a dict) is left for aiokafka to
+        reject as without us. None is no headers, and so is any falsy value from aiokafka 0.13,
+        which sends ``headers or []``; earlier releases take any value but None as given."""
+        if headers is None:
             return None
-        return headers if type(headers) is list else UNTOUCHED
+        if type(headers) is list:
+            return headers
+        return None if not headers and _falsy_headers_are_none() else UNTOUCHED
 
     def rejected(self, error: Exception) -> bool:
         """send() checks the size of the serialized message, headers included, before queueing
