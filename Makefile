@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-client-matrix lint clean
+.PHONY: install demo demo-jaeger test test-unit test-client-matrix lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ install: $(INSTALLED)
 ## and a waterfall of the traces it made; stops everything it started.
 demo: install
 	$(BIN)/python demo/run.py
+
+## demo-jaeger: the same pipeline exporting to a local Jaeger (built from source on first use,
+## which takes minutes), its UI left up with the links printed until Ctrl-C.
+demo-jaeger: install
+	$(BIN)/python demo/run.py --jaeger
 
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end), then the
 ## client tests again on the oldest supported releases of each client, then coexistence with
