@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,10 @@ def main() -> int:
         help="export to a local Jaeger (built on first use) and leave its UI up until Ctrl-C",
     )
     args = parser.parse_args()
+    # Ctrl-C, and a plain kill too, stop everything the demo started, even when it was started
+    # with SIGINT ignored (in the background of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="kafka-autotrace-demo-"))
     broker: Broker | None = None
     try:
