@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,21 @@ def hops_of(trace: dict[str, Any]) -> list[dict[str, Any]]:
 def key_of(span: dict[str, Any]) -> str:
     (key,) = [tag["value"] for tag in span["tags"] if tag["key"] == "messaging.kafka.message.key"]
     return str(key)
+
+
+def assert_ui_served(url: str, page: str) -> None:
+    """Jaeger serves its web UI at ``page``, scripts included, not the placeholder page a
+    build without UI assets serves."""
+    with urllib.request.urlopen(f"{url}{page}", timeout=10) as answer:
+        html = answer.read().decode()
+    assert "<title>Jaeger UI</title>" in html, html[:500]
+    # The module scripts: browsers without ES modules would load the legacy bundles, which
+    # demo/jaeger-ui leaves out.
+    scripts = re.findall(r'type="module" crossorigin src="\./(static/[^"]+\.js)"', html)
+    assert scripts, html[:500]
+    for script in scripts:
+        with urllib.request.urlopen(f"{url}/{script}", timeout=10) as answer:
+            assert answer.status == 200 and len(answer.read()) > 100_000, script
 
 
 def test_demo_jaeger_shows_one_trace_per_order_and_the_service_graph(bootstrap: str) -> None:
@@ -86,6 +102,7 @@ def test_demo_jaeger_shows_one_trace_per_order_and_the_service_graph(bootstrap: 
         }
         first_order = by_key["order-1"][0]["traceID"]
         assert f"{jaeger.url}/trace/{first_order}" in printed
+        assert_ui_served(jaeger.url, f"/trace/{first_order}")
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)

@@ -34,6 +34,10 @@ from support.maven import cache_dir
 
 VERSION = "v1.75.0"
 PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"
+# A build from the module proxy serves a placeholder page instead of the UI, whose sources are
+# in another repository (a git submodule, not part of the module): the UI Jaeger v1.75.0 pins,
+# built once and kept in the repository (see its README).
+UI_ASSETS = Path(__file__).resolve().parents[2] / "demo" / "jaeger-ui"
 
 _T = TypeVar("_T")
 
@@ -98,6 +102,7 @@ def _config(query: int, query_grpc: int, otlp_http: int) -> dict[str, Any]:
             "jaeger_storage": {"backends": {store: {"memory": {"max_traces": 100000}}}},
             "jaeger_query": {
                 "storage": {"traces": store},
+                "ui": {"assets_path": str(UI_ASSETS)},
                 "http": {"endpoint": f"127.0.0.1:{query}"},
                 "grpc": {"endpoint": f"127.0.0.1:{query_grpc}"},
             },
