@@ -34,6 +34,7 @@ from support.maven import cache_dir
 
 VERSION = "v1.75.0"
 PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"
+GO_INSTALLED = "/usr/local/go/bin"
 # A build from the module proxy serves a placeholder page instead of the UI, whose sources are
 # in another repository (a git submodule, not part of the module): the UI Jaeger v1.75.0 pins,
 # built once and kept in the repository (see its README).
@@ -62,17 +63,24 @@ def ensure_built() -> Path:
     return target
 
 
+def _go() -> str:
+    """The Go command: on the PATH, or where Go's own installer puts it."""
+    found = shutil.which("go") or shutil.which("go", path=GO_INSTALLED)
+    if found is None:
+        raise RuntimeError("Go 1.24 or later is needed to build Jaeger: install it")
+    return found
+
+
 def _build(target: Path) -> None:
-    if shutil.which("go") is None:
-        raise RuntimeError("Go is needed to build Jaeger: install it from go.dev or Debian")
+    go = _go()
     # No toolchain download: the Go that is installed builds it.
     env = {**os.environ, "GOTOOLCHAIN": "local"}
     with tempfile.TemporaryDirectory(prefix="jaeger-build-", dir=target.parent) as work:
         Path(work, "go.mod").write_text("module jaeger-build\n\ngo 1.24\n")
         staged = Path(work) / "jaeger"
         for command in (
-            ["go", "get", "-tool", f"{PACKAGE}@{VERSION}"],
-            ["go", "build", "-o", str(staged), PACKAGE],
+            [go, "get", "-tool", f"{PACKAGE}@{VERSION}"],
+            [go, "build", "-o", str(staged), PACKAGE],
         ):
             done = subprocess.run(
                 command, cwd=work, env=env, capture_output=True, text=True, check=False
