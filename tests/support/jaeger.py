@@ -111,6 +111,9 @@ def _config(query: int, query_grpc: int, otlp_http: int) -> dict[str, Any]:
             "jaeger_query": {
                 "storage": {"traces": store},
                 "ui": {"assets_path": str(UI_ASSETS)},
+                # On by default: it would export Jaeger's own spans to localhost:4317, and its
+                # shutdown would wait for that export to time out.
+                "enable_tracing": False,
                 "http": {"endpoint": f"127.0.0.1:{query}"},
                 "grpc": {"endpoint": f"127.0.0.1:{query_grpc}"},
             },
