@@ -131,7 +131,7 @@ def test_python_then_java_then_python(
     )
     for python_send, java_process, java_send, python_process in chains:
         # Both name the record the same way, except the offset and group, which the agent
-        # names as the conventions did before v1.27 (docs/design.md lists every difference).
+        # names as older versions of the conventions did (docs/design.md lists every difference).
         for ours, theirs in ((python_send, java_process), (python_process, java_send)):
             for name in (MESSAGING_SYSTEM, MESSAGING_DESTINATION_PARTITION_ID):
                 assert ours.attributes[name] == theirs.attributes[name], name
