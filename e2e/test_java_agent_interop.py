@@ -24,7 +24,7 @@ from support.apps import RunningApp, run_app
 from support.broker import create_topic, unique_topic
 from support.java_agent import command, start_java_hops
 
-from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedMetricPoint, ReceivedSpan
+from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan
 
 APP = Path(__file__).resolve().parent / "apps" / "baggage_step.py"
 JAVA = "java-hops"
@@ -93,13 +93,34 @@ def wait_for_chains(
     return chains
 
 
-def pipeline_ages(receiver: OtlpReceiver, topic: str) -> list[ReceivedMetricPoint]:
-    """The pipeline age points our consumer of ``topic`` exported."""
-    return [
+def consume(receiver: OtlpReceiver, bootstrap: str, source: str, *target: str) -> str:
+    """Run our consumer of ``source`` (forwarding to ``target`` if given) in a group of its
+    own; return what it printed."""
+    group = unique_topic("group")
+    return python_step(receiver, "consume", bootstrap, source, group, str(COUNT), *target)
+
+
+def assert_baggage(tenant: str, printed: dict[str, str]) -> None:
+    """Each consumer (its output by topic) saw baggage tenant=``tenant`` on every record."""
+    for topic, output in printed.items():
+        for offset in range(COUNT):
+            assert f"got {topic} {offset} tenant={tenant}" in output, output
+
+
+def seconds_between(earlier: ReceivedSpan, later: ReceivedSpan) -> float:
+    return (later.start_time_unix_nano - earlier.start_time_unix_nano) / 1e9
+
+
+def mean_pipeline_ages(receiver: OtlpReceiver, topic: str, origin: str) -> list[float]:
+    """The mean pipeline age of each export of our consumer of ``topic``, whose origin must
+    be ``origin``."""
+    points = [
         point
         for point in receiver.metric_points()
         if point.name == PIPELINE_AGE and point.attributes.get(MESSAGING_DESTINATION_NAME) == topic
     ]
+    assert points and {point.attributes[PIPELINE_ORIGIN] for point in points} == {origin}
+    return [point.sum / point.count for point in points if point.count and point.sum is not None]
 
 
 def test_python_then_java_then_python(
@@ -112,14 +133,10 @@ def test_python_then_java_then_python(
     command(java, "relay", bootstrap, orders, shipments, unique_topic("group"), str(COUNT), "plain")
     java.wait_for_output(f"ready {orders}")
     python_step(receiver, "produce", bootstrap, orders, str(COUNT), "py-tenant")
-    consumed = python_step(
-        receiver, "consume", bootstrap, shipments, unique_topic("group"), str(COUNT)
-    )
+    consumed = consume(receiver, bootstrap, shipments)
     java_out = java.wait_for_output(f"relayed {orders} {COUNT}")
 
-    for offset in range(COUNT):
-        assert f"got {orders} {offset} tenant=py-tenant" in java_out
-        assert f"got {shipments} {offset} tenant=py-tenant" in consumed
+    assert_baggage("py-tenant", {orders: java_out, shipments: consumed})
     chains = wait_for_chains(
         receiver,
         [
@@ -135,23 +152,15 @@ def test_python_then_java_then_python(
         for ours, theirs in ((python_send, java_process), (python_process, java_send)):
             for name in (MESSAGING_SYSTEM, MESSAGING_DESTINATION_PARTITION_ID):
                 assert ours.attributes[name] == theirs.attributes[name], name
-            assert (
-                ours.attributes[MESSAGING_KAFKA_OFFSET]
-                == (theirs.attributes[MESSAGING_KAFKA_MESSAGE_OFFSET])
-            )
+            offset = ours.attributes[MESSAGING_KAFKA_OFFSET]
+            assert offset == theirs.attributes[MESSAGING_KAFKA_MESSAGE_OFFSET]
         assert MESSAGING_CONSUMER_GROUP_NAME in python_process.attributes
         assert MESSAGING_KAFKA_CONSUMER_GROUP in java_process.attributes
-    ages = pipeline_ages(receiver, shipments)
-    assert ages and {point.attributes[PIPELINE_ORIGIN] for point in ages} == {shipments}
-    java_send_to_process = max(
-        (chain[3].start_time_unix_nano - chain[2].start_time_unix_nano) / 1e9 for chain in chains
+    biggest = max(mean_pipeline_ages(receiver, shipments, origin=shipments))
+    assert biggest < min(seconds_between(chain[0], chain[3]) for chain in chains), (
+        "the age must not reach back past the Java hop"
     )
-    whole_chain = min(
-        (chain[3].start_time_unix_nano - chain[0].start_time_unix_nano) / 1e9 for chain in chains
-    )
-    biggest = max(point.sum / point.count for point in ages if point.count)
-    assert biggest < whole_chain, "the age must not reach back past the Java hop"
-    assert biggest <= java_send_to_process + 0.5
+    assert biggest <= max(seconds_between(chain[2], chain[3]) for chain in chains) + 0.5
 
 
 def test_java_then_python_then_java_then_python(
@@ -168,18 +177,11 @@ def test_java_then_python_then_java_then_python(
     java.wait_for_output(f"ready {shipments}")
     command(java, "produce", bootstrap, orders, str(COUNT), "java-tenant")
     java.wait_for_output(f"sent {orders} {COUNT}")
-    staged = python_step(
-        receiver, "consume", bootstrap, orders, unique_topic("group"), str(COUNT), shipments
-    )
-    consumed = python_step(
-        receiver, "consume", bootstrap, invoices, unique_topic("group"), str(COUNT)
-    )
+    staged = consume(receiver, bootstrap, orders, shipments)
+    consumed = consume(receiver, bootstrap, invoices)
     java_out = java.wait_for_output(f"relayed {shipments} {COUNT}")
 
-    for offset in range(COUNT):
-        assert f"got {orders} {offset} tenant=java-tenant" in staged
-        assert f"got {shipments} {offset} tenant=java-tenant" in java_out
-        assert f"got {invoices} {offset} tenant=java-tenant" in consumed
+    assert_baggage("java-tenant", {orders: staged, shipments: java_out, invoices: consumed})
     chains = wait_for_chains(
         receiver,
         [
@@ -192,10 +194,6 @@ def test_java_then_python_then_java_then_python(
         ],
     )
     assert all(chain[0].parent_span_id == "" for chain in chains), "the Java send is the root"
-    ages = pipeline_ages(receiver, invoices)
-    assert ages and {point.attributes[PIPELINE_ORIGIN] for point in ages} == {orders}
-    whole_chain = min(
-        (chain[5].start_time_unix_nano - chain[0].start_time_unix_nano) / 1e9 for chain in chains
-    )
-    smallest = min(point.sum / point.count for point in ages if point.count)
+    smallest = min(mean_pipeline_ages(receiver, invoices, origin=orders))
+    whole_chain = min(seconds_between(chain[0], chain[5]) for chain in chains)
     assert smallest >= whole_chain - 0.05, "the age counts from the first send"
