@@ -194,6 +194,9 @@ def test_java_then_python_then_java_then_python(
         ],
     )
     assert all(chain[0].parent_span_id == "" for chain in chains), "the Java send is the root"
-    smallest = min(mean_pipeline_ages(receiver, invoices, origin=orders))
-    whole_chain = min(seconds_between(chain[0], chain[5]) for chain in chains)
-    assert smallest >= whole_chain - 0.05, "the age counts from the first send"
+    ages = mean_pipeline_ages(receiver, invoices, origin=orders)
+    whole_chains = [seconds_between(chain[0], chain[5]) for chain in chains]
+    # The origin is the first record's timestamp, which the Java producer stamps after its
+    # send span started (and, for a first send, after fetching metadata): hence the second.
+    assert min(ages) >= min(whole_chains) - 1.0, "the age counts from the first send"
+    assert max(ages) <= max(whole_chains) + 0.05
