@@ -226,7 +226,7 @@ def show_in_jaeger(bootstrap: str, suffix: str, work: Path) -> int:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            progress("\nStopped Jaeger, the broker and every app.")
+            progress("\nStopping Jaeger, the broker and every app.")
     return 0
 
 

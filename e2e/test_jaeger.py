@@ -110,7 +110,7 @@ def test_demo_jaeger_shows_one_trace_per_order_and_the_service_graph(bootstrap: 
             process.wait(30)
         result = stop_app(demo)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Stopped Jaeger, the broker and every app." in result.stdout
+    assert "Stopping Jaeger, the broker and every app." in result.stdout
     try:
         jaeger.api("/api/services")
     except urllib.error.URLError:
