@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-quick test-unit test-client-matrix pythons test-pythons lint clean
+.PHONY: install demo demo-jaeger test test-quick test-unit test-client-matrix pythons test-pythons lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ install: $(INSTALLED)
 ## and a waterfall of the traces it made; stops everything it started.
 demo: install
 	$(BIN)/python demo/run.py
+
+## demo-jaeger: the same pipeline exporting to a local Jaeger (built from the Go module proxy on
+## first use, which takes minutes), left up with the links printed until Ctrl-C.
+demo-jaeger: install
+	$(BIN)/python demo/run.py --jaeger
 
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end) against Apache
 ## Kafka (fetched from Maven Central on first use; needs Java 17 and Maven), then parts of it on

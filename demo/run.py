@@ -14,6 +14,10 @@ What it does, in order:
 5. once every app has exited (and so flushed its spans), prints one waterfall per order and
    stops the broker.
 
+With ``--jaeger`` (``make demo-jaeger``) the apps export to a local Jaeger instead (built from
+the Go module proxy on first use), and the demo prints links to its UI, keeping it up until
+Ctrl-C.
+
 The broker start-up and the instrumented-app environment are the test suite's own
 (``tests/support``), so the demo shows exactly what the end-to-end tests check.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,11 +42,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.apps import INSTRUMENT, app_env  # noqa: E402
 from support.broker import NoidaBroker, create_topic, start_private_broker  # noqa: E402
+from support.jaeger import binary as jaeger_binary  # noqa: E402
+from support.jaeger import start_jaeger  # noqa: E402
 
 from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan  # noqa: E402
 from kafka_autotrace.tools.waterfall import glyphs_for, render_traces, summarize  # noqa: E402
 
 ORDERS = 5
+SPANS = 6 * ORDERS - 1
+"""One per hop for every order, except the invoice billing never processed."""
 TIMEOUT = 60.0
 
 
@@ -124,7 +133,16 @@ def main() -> int:
     parser.add_argument(
         "--bootstrap-servers", help="use this Kafka instead of starting the embedded broker"
     )
+    parser.add_argument(
+        "--jaeger",
+        action="store_true",
+        help="export to a local Jaeger (built on first use) and leave its UI up until Ctrl-C",
+    )
     args = parser.parse_args()
+    # Ctrl-C, and a plain kill too, stop everything the demo started, even when it was started
+    # with SIGINT ignored (in the background of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="kafka-autotrace-demo-"))
     broker: NoidaBroker | None = None
     try:
@@ -141,6 +159,8 @@ def main() -> int:
             bootstrap, suffix = broker.bootstrap_servers, ""
             elapsed = time.monotonic() - started
             progress(f"[1/5] started the embedded Kafka broker at {bootstrap} ({elapsed:.1f} s)")
+        if args.jaeger:
+            return show_in_jaeger(bootstrap, suffix, work)
         spans = run_pipeline(bootstrap, suffix, work)
     except DemoError as exc:
         progress(f"\ndemo failed: {exc}")
@@ -163,18 +183,67 @@ def main() -> int:
 
 
 def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
+    """The pipeline exporting to the built-in receiver; returns every span it made."""
+    with OtlpReceiver() as receiver:
+        progress(f"[2/5] receiving the apps' OTLP/HTTP exports at {receiver.endpoint}")
+        run_apps(bootstrap, suffix, work, receiver.endpoint)
+        try:
+            return receiver.wait_for_spans(lambda spans: len(spans) >= SPANS, timeout=15)
+        except TimeoutError as exc:
+            raise DemoError(str(exc)) from None
+
+
+def show_in_jaeger(bootstrap: str, suffix: str, work: Path) -> int:
+    """The pipeline exporting to a local Jaeger, whose UI stays up until Ctrl-C."""
+    if not jaeger_binary().exists():
+        progress("      building Jaeger from the Go module proxy (first run only: minutes)")
+    try:
+        jaeger = start_jaeger()
+    except RuntimeError as exc:
+        raise DemoError(str(exc)) from None
+    with jaeger:
+        progress(f"[2/5] started Jaeger at {jaeger.url}; the apps export to its OTLP/HTTP receiver")
+        run_apps(bootstrap, suffix, work, jaeger.otlp_endpoint)
+
+        def stored() -> int:
+            return sum(len(trace["spans"]) for trace in jaeger.traces("orders-api"))
+
+        try:
+            jaeger.wait_for(stored, lambda count: count >= SPANS, timeout=15)
+        except TimeoutError as exc:
+            raise DemoError(f"{exc}\n--- Jaeger log ---\n{jaeger.log_tail(30)}") from None
+        first = min(
+            jaeger.traces("orders-api"),
+            key=lambda trace: min(span["startTime"] for span in trace["spans"]),
+        )
+        progress(
+            f"\nJaeger UI: {jaeger.url}/search?service=orders-api\n"
+            f"  the first order's trace: {jaeger.url}/trace/{first['traceID']}\n"
+            f"  the service graph:       {jaeger.url}/dependencies\n"
+            f"  (its query API, what the UI reads: {jaeger.url}/api/traces/{first['traceID']})\n"
+            "Press Ctrl-C to stop Jaeger and the broker."
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            progress("\nStopping Jaeger, the broker and every app.")
+    return 0
+
+
+def run_apps(bootstrap: str, suffix: str, work: Path, endpoint: str) -> None:
+    """Run the four apps, exporting to ``endpoint``, until each has exited and so flushed."""
     orders = create_topic(bootstrap, f"orders{suffix}")
     shipments = create_topic(bootstrap, f"shipments{suffix}")
     invoices = create_topic(bootstrap, f"invoices{suffix}")
-    with OtlpReceiver() as receiver, contextlib.ExitStack() as running:
+    with contextlib.ExitStack() as running:
 
         def start(service: str, script: str, *args: str) -> App:
             """Start an app; leaving the ``with`` block stops it if it still runs."""
-            app = App(service, [str(APPS / script), *args], receiver.endpoint, work)
+            app = App(service, [str(APPS / script), *args], endpoint, work)
             running.callback(app.stop)
             return app
 
-        progress(f"[2/5] receiving the apps' OTLP/HTTP exports at {receiver.endpoint}")
         progress("[3/5] starting shipping, invoicing and billing under opentelemetry-instrument")
         shipping = start(
             "shipping",
@@ -203,14 +272,7 @@ def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
         orders_api = start("orders-api", "orders_api.py", bootstrap, orders, str(ORDERS))
         for app in (orders_api, shipping, invoicing, billing):
             app.wait()
-        # Each app exported its spans while exiting; one per hop is expected for every order,
-        # except the invoice billing never processed.
-        expected = 6 * ORDERS - 1
         progress("[5/5] every app has exited and flushed its spans")
-        try:
-            return receiver.wait_for_spans(lambda spans: len(spans) >= expected, timeout=15)
-        except TimeoutError as exc:
-            raise DemoError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -15,19 +15,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from support.processes import free_port, read_log_tail, terminate
+from support.processes import ServerProcess, free_port, poll_until, wait_until_serving
 
 PACKAGE = "prometheus"
 BINARY = Path("/usr/bin/prometheus")
@@ -93,16 +91,11 @@ def _services_kept_down() -> Iterator[None]:
 
 
 @dataclass
-class Prometheus(contextlib.AbstractContextManager["Prometheus"]):
+class Prometheus(ServerProcess):
     """A running server at :attr:`url`; use it as a context manager so it is always stopped."""
 
+    LOG = "prometheus.log"
     url: str
-    process: subprocess.Popen[bytes]
-    workdir: Path
-    log_path: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.log_path = self.workdir / "prometheus.log"
 
     def query(self, promql: str) -> list[Sample]:
         """An instant query's result (a vector), evaluated now; raises on a query error."""
@@ -135,17 +128,15 @@ class Prometheus(contextlib.AbstractContextManager["Prometheus"]):
     def _wait(
         self, fetch: Callable[[], _T], predicate: Callable[[_T], bool], timeout: float, what: str
     ) -> _T:
-        deadline = time.monotonic() + timeout
-        while True:
-            got = fetch()
-            if predicate(got):
-                return got
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{what} did not give the expected result within {timeout:g} s; "
-                    f"last result: {got}\ntargets: {self.targets()}"
-                )
-            time.sleep(0.25)
+        return poll_until(
+            fetch,
+            predicate,
+            timeout,
+            lambda got: (
+                f"{what} did not give the expected result within {timeout:g} s; "
+                f"last result: {got}\ntargets: {self.targets()}"
+            ),
+        )
 
     def targets(self) -> list[dict[str, Any]]:
         """The scrape targets as Prometheus sees them: address, health, last error."""
@@ -159,17 +150,6 @@ class Prometheus(contextlib.AbstractContextManager["Prometheus"]):
         """Every loaded recording and alerting rule, with its health and last error."""
         groups = self._get("/api/v1/rules")["groups"]
         return [rule for group in groups for rule in group["rules"]]
-
-    def log_tail(self, lines: int = 50) -> str:
-        return read_log_tail(self.log_path, lines)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the server and delete its storage; safe to call more than once."""
-        terminate(self.process, timeout)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _get(self, path: str, **params: str) -> Any:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
@@ -208,7 +188,7 @@ def start_prometheus(
     config_path = workdir / "prometheus.yml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML too
     address = f"127.0.0.1:{free_port()}"
-    with (workdir / "prometheus.log").open("wb") as log:
+    with (workdir / Prometheus.LOG).open("wb") as log:
         process = subprocess.Popen(
             [
                 str(binary),
@@ -219,7 +199,7 @@ def start_prometheus(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = Prometheus(f"http://{address}", process, workdir)
+    server = Prometheus(process, workdir, f"http://{address}")
     try:
         _wait_until_ready(server, ready_timeout)
     except BaseException:
@@ -229,20 +209,13 @@ def start_prometheus(
 
 
 def _wait_until_ready(server: Prometheus, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.process.poll() is not None:
-            reason = f"exited with code {server.process.returncode}"
-        elif time.monotonic() > deadline:
-            reason = f"not ready after {timeout:g} s"
-        else:
-            ready = f"{server.url}/-/ready"
-            with contextlib.suppress(OSError), urllib.request.urlopen(ready, timeout=1) as answer:
-                if answer.status == 200:
-                    return
-            time.sleep(0.1)
-            continue
-        raise RuntimeError(f"Prometheus at {server.url} {reason}\n{server.log_tail()}")
+    def ready() -> None:
+        # Any answer but 200 raises HTTPError, an OSError.
+        urllib.request.urlopen(f"{server.url}/-/ready", timeout=1).close()
+
+    wait_until_serving(
+        server.process, ready, timeout, f"Prometheus at {server.url}", server.log_tail
+    )
 
 
 if __name__ == "__main__":
