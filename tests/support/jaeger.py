@@ -208,4 +208,5 @@ def _wait_until_ready(jaeger: Jaeger, timeout: float) -> None:
 
 
 if __name__ == "__main__":
-    print(ensure_built())
+    started = time.monotonic()
+    print(f"Jaeger {VERSION}: {ensure_built()} ({time.monotonic() - started:.0f} s)")
