@@ -25,16 +25,17 @@ from kafka_autotrace.clients.registry import AIOKAFKA
 from kafka_autotrace.core.adapter import (
     UNTOUCHED,
     AttributeRecordGetter,
-    ClientInfo,
-    ClientState,
     MappingBatches,
     ReceiveAdapter,
     SendAdapter,
 )
 from kafka_autotrace.core.calls import CallShape
-from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
+from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, end_when_done
+from kafka_autotrace.core.telemetry import TelemetrySlot
 
 
 def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
@@ -89,9 +90,7 @@ class _Receive(MappingBatches, ReceiveAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return list(consumer.assignment())
 
-    def partition_lag(
-        self, consumer: Any, state: ClientState, partition: Any
-    ) -> tuple[str, int, int] | None:
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         """From the high watermark of the last fetch and the position, both read synchronously
         (``position()`` is a coroutine, and awaits a position that is not known yet); None for
         either while unknown, or where aiokafka keeps them elsewhere than 0.9 to 0.14 do."""
@@ -113,16 +112,16 @@ def _position(consumer: Any, partition: Any) -> int | None:
     return position if isinstance(position, int) else None
 
 
-INSTRUMENTER = Instrumenter()
-_SEND = INSTRUMENTER.sends(_Send())
-_RECEIVE = INSTRUMENTER.receives(_Receive())
+TELEMETRY = TelemetrySlot()
+_SEND = SendFlow(TELEMETRY, _Send())
+_RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
 
 class AIOKafkaInstrumentor(MethodWrappingInstrumentor):
     """Traces aiokafka producers and consumers (entry point ``kafka_autotrace_aiokafka``)."""
 
     client = AIOKAFKA
-    instrumenter = INSTRUMENTER
+    telemetry_slot = TELEMETRY
     module = "aiokafka"
     wrappers: ClassVar[Wrappers] = {
         "AIOKafkaProducer": {"send": _SEND.call_async},

@@ -23,18 +23,18 @@ from kafka_autotrace.clients.registry import KAFKA_PYTHON
 from kafka_autotrace.core.adapter import (
     UNTOUCHED,
     AttributeRecordGetter,
-    ClientInfo,
-    ClientState,
     MappingBatches,
     ReceiveAdapter,
     SendAdapter,
 )
 from kafka_autotrace.core.calls import CallShape
-from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
+from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.propagation import HEADERS_MIN_API
 from kafka_autotrace.core.sending import PendingSend
-
-_HEADERS_MIN_API = (0, 11)
+from kafka_autotrace.core.telemetry import TelemetrySlot
 
 
 class _Clients:
@@ -61,7 +61,7 @@ class _Send(_Clients, SendAdapter):
         if headers is not None and type(headers) is not list:
             return UNTOUCHED
         api_version = client.config.get("api_version")
-        if api_version is None or tuple(api_version) >= _HEADERS_MIN_API:
+        if api_version is None or tuple(api_version) >= HEADERS_MIN_API:
             return headers
         return UNTOUCHED
 
@@ -87,9 +87,7 @@ class _Receive(_Clients, MappingBatches, ReceiveAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return list(consumer._subscription.assignment)
 
-    def partition_lag(
-        self, consumer: Any, state: ClientState, partition: Any
-    ) -> tuple[str, int, int] | None:
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         """From the position (an int in 2.0, an OffsetAndMetadata later) and the high watermark;
         for a partition whose fetched records are not parsed yet, kafka-python knows the
         latter only from the fetch response waiting in its fetcher."""
@@ -125,9 +123,9 @@ def _highwater_of(partition_data: Any) -> object:
     return partition_data[1]
 
 
-INSTRUMENTER = Instrumenter()
-_SEND = INSTRUMENTER.sends(_Send())
-_RECEIVE = INSTRUMENTER.receives(_Receive(), suppress_nested=True)
+TELEMETRY = TelemetrySlot()
+_SEND = SendFlow(TELEMETRY, _Send())
+_RECEIVE = ReceiveFlow(TELEMETRY, _Receive(), suppress_nested=True)
 
 
 class KafkaPythonInstrumentor(MethodWrappingInstrumentor):
@@ -135,7 +133,7 @@ class KafkaPythonInstrumentor(MethodWrappingInstrumentor):
     ``kafka_autotrace_kafka_python``)."""
 
     client = KAFKA_PYTHON
-    instrumenter = INSTRUMENTER
+    telemetry_slot = TELEMETRY
     module = "kafka"
     wrappers: ClassVar[Wrappers] = {
         "KafkaProducer": {"send": _SEND.call},
