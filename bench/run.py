@@ -344,7 +344,7 @@ def run_case(
             env["PYTHONPATH"] = os.pathsep.join(
                 filter(None, [str(reference), env.get("PYTHONPATH")])
             )
-        receiver.reset()
+        receiver.counts.reset()
         try:
             done = subprocess.run(
                 command, capture_output=True, text=True, timeout=CASE_TIMEOUT_S, env=env
@@ -356,7 +356,7 @@ def run_case(
             tail = "\n".join(done.stderr.strip().splitlines()[-15:])
             return {**base, "error": f"exit {done.returncode}: {tail}"}
         result: dict[str, Any] = json.loads(lines[-1])
-        counts = receiver.counts()
+        counts = receiver.counts.read()
         result = {
             **result,
             **counts,

@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.apps import INSTRUMENT, app_env  # noqa: E402
 from support.broker import Broker, create_topic, start_private_broker  # noqa: E402
+from support.receiving import WaitingReceiver  # noqa: E402
 
-from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan  # noqa: E402
+from kafka_autotrace.tools.receiver import ReceivedSpan  # noqa: E402
 from kafka_autotrace.tools.waterfall import glyphs_for, render_traces, summarize  # noqa: E402
 
 ORDERS = 5
@@ -166,7 +167,7 @@ def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
     orders = create_topic(bootstrap, f"orders{suffix}")
     shipments = create_topic(bootstrap, f"shipments{suffix}")
     invoices = create_topic(bootstrap, f"invoices{suffix}")
-    with OtlpReceiver() as receiver, contextlib.ExitStack() as running:
+    with WaitingReceiver() as receiver, contextlib.ExitStack() as running:
 
         def start(service: str, script: str, *args: str) -> App:
             """Start an app; leaving the ``with`` block stops it if it still runs."""
