@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from run import Tansu
+from broker import Tansu
 from worker import POLL_TIMEOUT_S, configure_sdk, traceparent_for
 
 GROUP_JOIN_S = 30.0
