@@ -156,3 +156,18 @@ def test_no_module_of_the_package_imports_two_client_libraries() -> None:
         if len(libraries := {m.split(".")[0] for m in _imports(path)} & set(CLIENT_LIBRARIES)) > 1
     }
     assert mixed == {}
+
+
+ROOT = PACKAGE.parents[1]
+LONGEST = {"src": 450, "tests": 700, "e2e": 700, "bench": 700}
+"""The most lines a module may have, per top-level folder: a longer one holds several jobs."""
+
+
+@pytest.mark.parametrize("folder", sorted(LONGEST))
+def test_modules_stay_short(folder: str) -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > LONGEST[folder]
+    }
+    assert long == {}
