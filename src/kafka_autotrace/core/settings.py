@@ -30,6 +30,19 @@ ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
 ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
 ENV_MAX_INFLIGHT_SPANS = "KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS"
 ENV_HISTOGRAM_BUDGET = "KAFKA_AUTOTRACE_HISTOGRAM_BUDGET"
+VARIABLES: Mapping[str, str] = {
+    "capture_headers": ENV_CAPTURE_HEADERS,
+    "capture_key": ENV_CAPTURE_KEY,
+    "capture_body_size": ENV_CAPTURE_BODY_SIZE,
+    "capture_client": ENV_CAPTURE_CLIENT,
+    "exclude_topics": ENV_EXCLUDE_TOPICS,
+    "incoming_context": ENV_INCOMING_CONTEXT,
+    "propagate": ENV_PROPAGATE,
+    "batch_process_spans": ENV_BATCH_PROCESS_SPANS,
+    "max_inflight_spans": ENV_MAX_INFLIGHT_SPANS,
+    "histogram_budget": ENV_HISTOGRAM_BUDGET,
+}
+"""The environment variable of each setting, in the order of :class:`Settings`' fields."""
 
 DEFAULT_MAX_INFLIGHT_SPANS = 100_000
 """librdkafka's default ``queue.buffering.max.messages``: one producer at its default limit never

@@ -13,7 +13,6 @@ a real broker, with no mocks. Findings are data; :meth:`Report.render` is the on
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import importlib.metadata
 import platform
@@ -27,10 +26,9 @@ from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 
 from kafka_autotrace.clients.registry import CLIENTS, KAFKA_PYTHON
 from kafka_autotrace.clients.spec import ClientSpec
-from kafka_autotrace.core import settings as settings_module
 from kafka_autotrace.core.disabled import DisabledInstrumentations
 from kafka_autotrace.core.propagation import HEADERS_MIN_API
-from kafka_autotrace.core.settings import Settings
+from kafka_autotrace.core.settings import VARIABLES, Settings
 from kafka_autotrace.version import __version__
 
 __all__ = [
@@ -277,12 +275,8 @@ def check_configuration(environ: Mapping[str, str]) -> list[Finding]:
     where spans go; values the instrumentation would reject are warnings."""
     effective, problems = Settings.read(environ)
     findings = []
-    for field in dataclasses.fields(Settings):
-        # A setting read from the environment has its variable in an ENV_<FIELD> constant.
-        variable = getattr(settings_module, f"ENV_{field.name.upper()}", None)
-        if variable is None:
-            continue
-        value = _show(getattr(effective, field.name))
+    for name, variable in VARIABLES.items():
+        value = _show(getattr(effective, name))
         origin = "" if variable in environ else " (default)"
         problem = problems.get(variable)
         if problem is not None:
