@@ -1,19 +1,5 @@
-"""The aiokafka adapter: ``AIOKafkaProducer`` and ``AIOKafkaConsumer``, patched at class level.
-
-- ``send``: a ``send`` span, ended when the future it returns resolves: partition and offset
-  from the RecordMetadata (None with ``acks=0``: no offset then), or ERROR and the exception.
-  ``send_and_wait`` calls ``send``, so it gets that one span. Headers are added to a copy of
-  the caller's list.
-- ``getone`` (and ``async for``, whose ``__anext__`` calls it): a ``process`` span per record,
-  current in the calling task until the next call on that consumer.
-- ``getmany``: a ``poll`` span per non-empty batch, then a ``process`` span per record as the
-  application iterates the returned lists.
-- ``stop``: ends the open ``process`` span.
-- The lag gauge reads each assigned partition's high watermark and position from the
-  consumer's subscription state, without awaiting anything.
-
-``create_batch()``/``send_batch()`` are not traced: the application appends messages to the
-batch builder itself, and a batch carries one future for all of them.
+"""The aiokafka adapter: ``AIOKafkaProducer.send``, ``AIOKafkaConsumer.getone``, ``getmany`` and
+``stop``, patched at class level (docs/design.md, "Code layout").
 """
 
 from __future__ import annotations

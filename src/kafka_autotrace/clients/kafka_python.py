@@ -1,17 +1,5 @@
-"""The kafka-python adapter: where its calls are and how to read its objects.
-
-Patched at class level, so producers and consumers created before instrumentation are traced
-too:
-
-- ``KafkaProducer.send``: a ``send`` span, ended by the returned future's callbacks when the
-  broker acknowledges (partition, offset) or fails the message. kafka-python 2.0.x reports a
-  record over ``max_request_size`` with an already-failed future instead of raising: that
-  counts as a rejected call, made again as the application made it.
-- ``KafkaConsumer.__next__``: a ``process`` span per record, current until the next call.
-  Iteration is built on ``poll()``, whose span is suppressed inside it.
-- ``KafkaConsumer.poll``: a ``poll`` span per non-empty batch, then a ``process`` span per
-  record as the application iterates the returned lists.
-- ``KafkaConsumer.close``: ends the open ``process`` span.
+"""The kafka-python adapter: ``KafkaProducer.send``, ``KafkaConsumer.__next__``, ``poll`` and
+``close``, patched at class level (docs/design.md, "Code layout").
 """
 
 from __future__ import annotations

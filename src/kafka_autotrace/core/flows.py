@@ -1,24 +1,7 @@
-"""The messaging lifecycle, written once for every client library.
-
-An adapter builds its wrappers here once, at import time, from a :class:`SendAdapter` or a
-:class:`ReceiveAdapter` (:mod:`kafka_autotrace.core.adapter`); each wrapper has the signature
-``(call, client, args, kwargs)`` (wrapt's, so a function wrapper can be one directly) and its
-asynchronous twin runs the same steps around an ``await`` (a unit test holds each pair to the
-same body):
-
-- :class:`SendFlow`: guards, start the send span, inject the headers, make the call (again as
-  the application made it, should our additions alone make the library reject it), end the
-  span on a synchronous failure and re-raise, then follow the broker's answer.
-- :class:`ReceiveFlow`: end the process span of the record the consumer returned before, make
-  the call, then start the span of the record it returns (:meth:`~ReceiveFlow.one`), or the
-  poll span of a batch and per-record spans as the application iterates it
-  (:meth:`~ReceiveFlow.batch`); ``close`` ends the open span.
-
-The instrumentor puts its telemetry in :attr:`TelemetrySlot.telemetry` while instrumented;
-clients outlive ``instrument()``/``uninstrument()``, so the wrappers look it up on each call
-and behave exactly like the library's own methods while it is None. Every failure of ours is
-logged at debug level and swallowed: the application's call always happens, exactly once,
-with its own outcome.
+"""The messaging lifecycle, written once for every client library: :class:`SendFlow` and
+:class:`ReceiveFlow` wrap a client's calls (wrapt's ``(call, client, args, kwargs)``), each
+wrapper with an asynchronous twin that runs the same steps around an ``await``, and a unit test
+holding the two together. The steps: docs/design.md, "Code layout".
 """
 
 from __future__ import annotations

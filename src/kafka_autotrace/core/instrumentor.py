@@ -1,20 +1,7 @@
 """What every kafka-autotrace instrumentor shares: dependency check, telemetry set-up, undo,
-and taking over from the upstream instrumentor of the same client. Each client is described
-once, by a ``ClientSpec`` in :mod:`kafka_autotrace.clients.registry`; the core reads it
-through :class:`ClientFacts`.
-
-``opentelemetry-instrument`` checks the ``instruments`` extra of a distribution as a whole, so a
-package that declared both Kafka clients there would be skipped whenever only one is installed.
-Each instrumentor therefore checks its own client's version when it instruments, and says
-clearly (once, in the log) when and why it stands aside.
-
-The OpenTelemetry contrib instrumentor of the same client (``opentelemetry-bootstrap -a
-install`` installs it beside any Kafka client) would trace every message a second time and write
-its own trace headers over ours. Unless it is disabled in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``,
-``instrument()`` takes over from it, whichever of the two ``opentelemetry-instrument`` loads
-first: one that already instruments is uninstrumented, and its ``instrument()`` and
-``uninstrument()`` do nothing until ours is uninstrumented (it is not re-instrumented then).
-One warning says so and how to choose the other one instead.
+and taking over from the upstream contrib instrumentor of the same client (docs/design.md,
+"Taking over from the upstream instrumentations"). Each client is described once, in
+:mod:`kafka_autotrace.clients.registry`, read here through :class:`ClientFacts`.
 """
 
 from __future__ import annotations

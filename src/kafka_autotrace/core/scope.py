@@ -1,16 +1,7 @@
-"""Keeping a consumer's process span current while the application handles the message.
-
-A consumer hands a message to the application by *returning* it, so the process span cannot
-be a ``with`` block: it is made current when the message is returned and ended at the
-consumer's next poll/next/consume/close. That next call may come from another thread or
-another asyncio task than the one that attached the context, where detaching would corrupt or
-log errors; :class:`ProcessScope` detaches only where it attached, and always ends the span.
-
-Nor do scopes end in the order they started when one loop polls several consumers in turn, and
-OpenTelemetry's attach/detach assume that they do: detaching out of order puts back a context
-whose span has ended, which then stays current. So a scope restores the context only when its
-own is current, and then restores the application's context from below every process scope
-stacked in this thread or task, never another scope's.
+"""Keeping a consumer's process span current while the application handles its record
+(:class:`ProcessScope`, one open per consumer in :class:`ConsumerScopes`), and suppressing
+nested instrumented calls. Why a scope detaches only where it attached: docs/design.md,
+"Keeping the process span current".
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
-"""The spans and measurements of one instrumentor: send, process and poll.
-
-:class:`KafkaTelemetry` starts a send span (:meth:`~KafkaTelemetry.start_send`, answered through
-the returned :class:`~kafka_autotrace.core.sending.PendingSend`), a process span for a record
-handed to the application (:meth:`~KafkaTelemetry.start_process`) and the poll span of a batch
-(:meth:`~KafkaTelemetry.record_poll`). Span names, attributes, parentage and metrics are
-decided here, so every client emits the same telemetry.
-
-With no SDK behind our tracer and meter, each does only what the API's no-op tracer would
-do, the *pass-through*: the current context goes into a send's headers, and a consumed
-record's producer context is current while it is handled, so a service without an SDK still
-carries traces on; nothing is built, timed or followed.
+"""The spans and measurements of one instrumentor (:class:`KafkaTelemetry`: send, process and
+poll, named, parented and measured here so that every client emits the same telemetry), and
+:class:`TelemetrySlot`, where a client's wrappers find it. With no SDK it only carries the
+trace context on (docs/design.md, "Without an SDK").
 """
 
 from __future__ import annotations
