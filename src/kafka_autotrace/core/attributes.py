@@ -137,18 +137,16 @@ class Destination:
         self._process_duration = instruments.process_duration
         self._pipeline_metrics: dict[str, Attributes] = {}
 
-    def pipeline_metrics(self, origin: str) -> Attributes:
-        """The attributes of a pipeline age measured here for a pipeline begun on ``origin``."""
-        attributes = self._pipeline_metrics.get(origin)
-        if attributes is None:
-            attributes = {
-                key: value
-                for key, value in self.process_metrics.items()
-                if key in _PIPELINE_METRIC_KEYS
-            }
-            attributes[PIPELINE_ORIGIN] = origin
-            remember(self._pipeline_metrics, origin, attributes)
-        return attributes
+    def _pipeline_attributes(self, origin: str) -> Attributes:
+        """The attributes of a pipeline age measured here for a pipeline begun on ``origin``,
+        made on first use (the lookup is inlined where they are used, per message)."""
+        attributes = {
+            key: value
+            for key, value in self.process_metrics.items()
+            if key in _PIPELINE_METRIC_KEYS
+        }
+        attributes[PIPELINE_ORIGIN] = origin
+        return remember(self._pipeline_metrics, origin, attributes)
 
     def consumed(
         self, timestamp_ms: int | None, carried: Origin | None, counted: bool
@@ -166,7 +164,10 @@ class Destination:
         pipeline_age = max(0, now_ms - origin.ms) / 1000.0
         if not counted:
             self._consumed_messages.add(1, self.receive_metrics)
-        self._pipeline_age.record(pipeline_age, self.pipeline_metrics(origin.topic))
+        pipeline_attributes = self._pipeline_metrics.get(origin.topic)
+        if pipeline_attributes is None:
+            pipeline_attributes = self._pipeline_attributes(origin.topic)
+        self._pipeline_age.record(pipeline_age, pipeline_attributes)
         return origin, pipeline_age
 
     def processed(self, elapsed: float) -> None:

@@ -184,13 +184,12 @@ class ReceiveFlow:
         if state is None:
             return None
         state.scopes.finish()
-        lag = state.lag
-        if not lag.reported:
+        if not state.lag.reported:
             telemetry = self._slot.telemetry
             if telemetry is not None:
                 telemetry.report_lag(client, state, self._adapter)
         elif not self._adapter.lag_read_anywhere:
-            refresh_lags(client, lag, self._adapter)
+            refresh_lags(client, state.lag, self._adapter)
         return state
 
     def _closing(self, client: object) -> None:
@@ -208,11 +207,12 @@ class ReceiveFlow:
         telemetry = self._slot.telemetry
         if telemetry is None or not is_instrumentation_enabled():
             return
+        adapter = self._adapter
         try:
-            if entry is not None and self._adapter.is_record(entry):
-                if self._adapter.counts_positions:
-                    _hand(state, self._adapter.getter, entry)
-                scope = telemetry.start_process(entry, self._adapter.getter, state.info)
+            if entry is not None and adapter.is_record(entry):
+                if adapter.counts_positions:
+                    _hand(state, adapter.getter, entry)
+                scope = telemetry.start_process(entry, adapter.getter, state.info)
                 if scope is not None:
                     state.scopes.enter(scope)
         except Exception:
