@@ -51,8 +51,12 @@ class ClientState:
 
 
 def state_of(client: object) -> ClientState | None:
-    """The state a traced client keeps, None when it has none (yet)."""
-    state: ClientState | None = getattr(client, "__dict__", {}).get(STATE_ATTR)
+    """The state a traced client keeps, None when it has none (yet). Asked on every call:
+    no default container is built for the rare client without a ``__dict__``."""
+    try:
+        state: ClientState | None = client.__dict__.get(STATE_ATTR)
+    except AttributeError:
+        return None
     return state
 
 

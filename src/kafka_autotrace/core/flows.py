@@ -17,7 +17,7 @@ from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
 from kafka_autotrace.core.client import ClientState, keep_state, state_of
 from kafka_autotrace.core.lag import refresh_lags
-from kafka_autotrace.core.scope import is_suppressed, suppressed
+from kafka_autotrace.core.scope import Suppressed, is_suppressed
 from kafka_autotrace.core.sending import Send
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
@@ -274,7 +274,7 @@ class ReceiveFlow:
         if state is None:
             return call(*args, **kwargs)
         if self._suppress_nested:
-            with suppressed():
+            with Suppressed():
                 entry = call(*args, **kwargs)
         else:
             entry = call(*args, **kwargs)
@@ -292,7 +292,7 @@ class ReceiveFlow:
         if state is None:
             return await call(*args, **kwargs)
         if self._suppress_nested:
-            with suppressed():
+            with Suppressed():
                 entry = await call(*args, **kwargs)
         else:
             entry = await call(*args, **kwargs)

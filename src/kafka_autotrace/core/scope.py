@@ -29,16 +29,16 @@ _TOP: contextvars.ContextVar[tuple[Context, Context] | None] = contextvars.Conte
 """The context the last scope attached here and the application context below it."""
 
 
-def is_suppressed() -> bool:
-    """True inside an instrumented call, so that nested instrumented calls (an iterator built
-    on poll(), a serializing producer built on produce()) create no second span."""
-    return _SUPPRESSED.get()
+is_suppressed: Callable[[], bool] = _SUPPRESSED.get
+"""True inside an instrumented call, so that nested instrumented calls (an iterator built
+on poll(), a serializing producer built on produce()) create no second span. The context
+variable's own getter, asked on every call: no Python function around it."""
 
 
-class _Suppression:
-    """The context manager :func:`suppressed` returns: a plain class, because it wraps every
-    record a kafka-python iterator returns, where a generator-based one costs three times as
-    much."""
+class Suppressed:
+    """``with Suppressed():`` marks the calls inside as nested in an instrumented one. A plain
+    class, made directly: it wraps every record a kafka-python iterator returns, where a
+    generator-based context manager costs three times as much, and a factory one call more."""
 
     __slots__ = ("_token",)
 
@@ -47,11 +47,6 @@ class _Suppression:
 
     def __exit__(self, *exc_info: object) -> None:
         _SUPPRESSED.reset(self._token)
-
-
-def suppressed() -> _Suppression:
-    """``with suppressed():`` marks the calls inside as nested in an instrumented one."""
-    return _Suppression()
 
 
 class ProcessScope:
