@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 
 from support.broker import Broker, create_topic, start_broker, unique_topic
 from support.exports import Services
+from support.receiving import WaitingReceiver
 
 from kafka_autotrace.clients.registry import CLIENTS
-from kafka_autotrace.tools.receiver import OtlpReceiver
 
 _BROKER = pytest.StashKey[Broker]()
 
@@ -66,13 +66,13 @@ def topic(bootstrap: str, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def otlp_receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as receiver:
+def otlp_receiver() -> Iterator[WaitingReceiver]:
+    with WaitingReceiver() as receiver:
         yield receiver
 
 
 @pytest.fixture
-def services(otlp_receiver: OtlpReceiver) -> Iterator[Services]:
+def services(otlp_receiver: WaitingReceiver) -> Iterator[Services]:
     """Hand-timed spans of named services, exported over OTLP/HTTP to ``otlp_receiver``."""
     exporting = Services(otlp_receiver.endpoint)
     yield exporting

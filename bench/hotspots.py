@@ -25,7 +25,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from run import BENCH, OPERATIONS, Case, Tansu, ensure_venv, environments, python_for
+from broker import Tansu
+from cases import OPERATIONS, Case, python_for
+from environments import BENCH, ensure_venv, environments
 from worker import SETUPS, traceparents_for
 
 # Checked from the innermost frame outwards: the first owner found gets the sample, so the

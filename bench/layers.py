@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from run import Tansu
+from broker import Tansu
 from worker import POLL_TIMEOUT_S, configure_sdk, traceparent_for
 
 GROUP_JOIN_S = 30.0
@@ -48,12 +48,12 @@ def cores() -> dict[str, Any]:
     from opentelemetry.metrics import NoOpMeter
     from opentelemetry.trace import NoOpTracer
 
-    from kafka_autotrace.clients.confluent.common import INSTRUMENTER
+    from kafka_autotrace.clients.confluent.common import TELEMETRY
     from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
     from kafka_autotrace.core.telemetry import KafkaTelemetry
 
     ConfluentKafkaInstrumentor().instrument()
-    full = INSTRUMENTER.telemetry
+    full = TELEMETRY.telemetry
     assert full is not None
     tracer = trace.get_tracer("kafka_autotrace")
     return {
@@ -85,7 +85,7 @@ def measure(bootstrap: str, topic: str, args: argparse.Namespace) -> dict[str, l
     layers = cores()
     import confluent_kafka
 
-    from kafka_autotrace.clients.confluent.common import INSTRUMENTER
+    from kafka_autotrace.clients.confluent.common import TELEMETRY
 
     consumer = confluent_kafka.Consumer(
         {
@@ -100,7 +100,7 @@ def measure(bootstrap: str, topic: str, args: argparse.Namespace) -> dict[str, l
     chunks: dict[str, list[float]] = {layer: [] for layer in LAYERS}
     for index in range((args.records - args.warmup) // args.chunk):
         layer = LAYERS[index % len(LAYERS)]
-        INSTRUMENTER.telemetry = layers[layer]
+        TELEMETRY.telemetry = layers[layer]
         started = time.process_time()
         read(consumer, args.chunk)
         chunks[layer].append((time.process_time() - started) / args.chunk * 1e6)

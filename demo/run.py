@@ -44,8 +44,9 @@ from support.apps import INSTRUMENT, app_env  # noqa: E402
 from support.broker import NoidaBroker, create_topic, start_private_broker  # noqa: E402
 from support.jaeger import binary as jaeger_binary  # noqa: E402
 from support.jaeger import start_jaeger  # noqa: E402
+from support.receiving import WaitingReceiver  # noqa: E402
 
-from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan  # noqa: E402
+from kafka_autotrace.tools.receiver import ReceivedSpan  # noqa: E402
 from kafka_autotrace.tools.waterfall import glyphs_for, render_traces, summarize  # noqa: E402
 
 ORDERS = 5
@@ -184,7 +185,7 @@ def main() -> int:
 
 def run_pipeline(bootstrap: str, suffix: str, work: Path) -> list[ReceivedSpan]:
     """The pipeline exporting to the built-in receiver; returns every span it made."""
-    with OtlpReceiver() as receiver:
+    with WaitingReceiver() as receiver:
         progress(f"[2/5] receiving the apps' OTLP/HTTP exports at {receiver.endpoint}")
         run_apps(bootstrap, suffix, work, receiver.endpoint)
         try:

@@ -11,6 +11,7 @@ import pytest
 from packaging.version import Version
 from support.apps import run_app, run_consumer_app, run_producer_app, start_app
 from support.broker import create_topic, unique_topic
+from support.receiving import WaitingReceiver
 from support.traces import (
     assert_three_hops_in_one_trace,
     count_named,
@@ -19,18 +20,16 @@ from support.traces import (
     wait_for_one_trace_per_message,
 )
 
-from kafka_autotrace.tools.receiver import OtlpReceiver
-
 APPS = Path(__file__).parent / "apps"
 COUNT = 5
 
 
-def _run(receiver: OtlpReceiver, app: str, *args: str, service: str) -> str:
+def _run(receiver: WaitingReceiver, app: str, *args: str, service: str) -> str:
     return run_app(APPS / app, *args, service=service, endpoint=receiver.endpoint).stdout
 
 
 def _produce(
-    receiver: OtlpReceiver,
+    receiver: WaitingReceiver,
     bootstrap: str,
     topic: str,
     app: str = "aiokafka_producer.py",
@@ -40,7 +39,7 @@ def _produce(
 
 
 def _consume(
-    receiver: OtlpReceiver,
+    receiver: WaitingReceiver,
     bootstrap: str,
     topic: str,
     mode: str,
@@ -56,7 +55,7 @@ def _pipeline_topics(bootstrap: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize("mode", ["iterate", "getone", "getmany"])
 def test_each_message_is_one_trace_whichever_way_the_consumer_takes_it(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str, mode: str
 ) -> None:
     _produce(otlp_receiver, bootstrap, topic, KAFKA_AUTOTRACE_CAPTURE_CLIENT="true")
     _consume(otlp_receiver, bootstrap, topic, mode)
@@ -70,7 +69,7 @@ def test_each_message_is_one_trace_whichever_way_the_consumer_takes_it(
 
 
 def test_getmany_makes_a_poll_span_linking_each_record_then_a_process_span_per_record(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     _produce(otlp_receiver, bootstrap, topic)
     _consume(otlp_receiver, bootstrap, topic, "getmany")
@@ -90,7 +89,7 @@ def test_getmany_makes_a_poll_span_linking_each_record_then_a_process_span_per_r
 
 @pytest.mark.parametrize("mode", ["inline", "tasks"])
 def test_a_stage_forwarding_each_record_keeps_one_trace_over_three_hops(
-    otlp_receiver: OtlpReceiver, bootstrap: str, mode: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, mode: str
 ) -> None:
     """inline: ``send_and_wait`` while handling the record; tasks: each record handed to its
     own ``asyncio.create_task``, every task sending after the loop has taken the last record."""
@@ -122,7 +121,7 @@ def test_a_stage_forwarding_each_record_keeps_one_trace_over_three_hops(
     ],
 )
 def test_a_message_crossing_clients_is_one_trace(
-    otlp_receiver: OtlpReceiver,
+    otlp_receiver: WaitingReceiver,
     bootstrap: str,
     topic: str,
     producer: str,
@@ -136,7 +135,7 @@ def test_a_message_crossing_clients_is_one_trace(
 
 
 def test_a_faststream_stage_keeps_one_trace_over_three_hops(
-    otlp_receiver: OtlpReceiver, bootstrap: str
+    otlp_receiver: WaitingReceiver, bootstrap: str
 ) -> None:
     """FastStream's default subscriber takes records with ``getone()`` and runs the handler,
     then its ``@publisher``, in the same task; the publish is an aiokafka ``send``."""
@@ -158,7 +157,7 @@ def test_a_faststream_stage_keeps_one_trace_over_three_hops(
 
 
 def test_aiokafka_can_be_disabled_alone(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     """Its entry point switched off, aiokafka's sends are not traced while kafka-python's
     consumer in the same environment still is."""

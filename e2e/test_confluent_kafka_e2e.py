@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from support.apps import run_app, run_consumer_app, run_producer_app
 from support.broker import create_topic, unique_topic
+from support.receiving import WaitingReceiver
 from support.traces import (
     assert_three_hops_in_one_trace,
     count_named,
@@ -15,13 +16,11 @@ from support.traces import (
     wait_for_one_trace_per_message,
 )
 
-from kafka_autotrace.tools.receiver import OtlpReceiver
-
 APPS = Path(__file__).parent / "apps"
 COUNT = 5
 
 
-def _run(receiver: OtlpReceiver, app: str, *args: str, service: str, **env: str) -> str:
+def _run(receiver: WaitingReceiver, app: str, *args: str, service: str, **env: str) -> str:
     result = run_app(
         APPS / app, *args, service=service, endpoint=receiver.endpoint, env=env, timeout=60
     )
@@ -29,7 +28,7 @@ def _run(receiver: OtlpReceiver, app: str, *args: str, service: str, **env: str)
 
 
 def _produce(
-    receiver: OtlpReceiver,
+    receiver: WaitingReceiver,
     bootstrap: str,
     topic: str,
     *kind: str,
@@ -41,7 +40,7 @@ def _produce(
 
 
 def _consume(
-    receiver: OtlpReceiver,
+    receiver: WaitingReceiver,
     bootstrap: str,
     topic: str,
     mode: str,
@@ -54,7 +53,7 @@ def _consume(
 
 @pytest.mark.parametrize("mode", ["poll", "consume"])
 def test_producer_and_consumer_apps_make_one_trace_per_message_and_emit_metrics(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str, mode: str
 ) -> None:
     _produce(otlp_receiver, bootstrap, topic, "plain", KAFKA_AUTOTRACE_CAPTURE_CLIENT="true")
     _consume(otlp_receiver, bootstrap, topic, mode)
@@ -95,7 +94,7 @@ def test_producer_and_consumer_apps_make_one_trace_per_message_and_emit_metrics(
 
 
 def test_serializing_producer_and_deserializing_consumer_apps_are_linked(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     _produce(otlp_receiver, bootstrap, topic, "serializing")
     _consume(otlp_receiver, bootstrap, topic, "deserializing")
@@ -120,7 +119,7 @@ def test_serializing_producer_and_deserializing_consumer_apps_are_linked(
     ],
 )
 def test_a_message_crossing_clients_is_one_trace(
-    otlp_receiver: OtlpReceiver,
+    otlp_receiver: WaitingReceiver,
     bootstrap: str,
     topic: str,
     producer: tuple[str, ...],
@@ -134,7 +133,7 @@ def test_a_message_crossing_clients_is_one_trace(
 
 
 def test_a_confluent_pipeline_stage_keeps_one_trace_over_three_hops(
-    otlp_receiver: OtlpReceiver, bootstrap: str
+    otlp_receiver: WaitingReceiver, bootstrap: str
 ) -> None:
     orders = create_topic(bootstrap, unique_topic("orders"))
     shipments = create_topic(bootstrap, unique_topic("shipments"))
@@ -157,7 +156,7 @@ def test_a_confluent_pipeline_stage_keeps_one_trace_over_three_hops(
 
 
 def test_an_undeliverable_message_gives_an_error_span_and_the_callback_still_gets_it(
-    otlp_receiver: OtlpReceiver,
+    otlp_receiver: WaitingReceiver,
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -175,7 +174,7 @@ def test_an_undeliverable_message_gives_an_error_span_and_the_callback_still_get
 
 
 def test_an_asyncio_consumer_app_continues_the_producers_traces(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     pytest.importorskip("confluent_kafka.aio", reason="confluent-kafka < 2.12 has no aio")
     _produce(otlp_receiver, bootstrap, topic, "plain")
@@ -184,7 +183,7 @@ def test_an_asyncio_consumer_app_continues_the_producers_traces(
 
 
 def test_confluent_kafka_can_be_disabled_alone(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     disabled = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "kafka_autotrace_confluent_kafka"}
     _produce(otlp_receiver, bootstrap, topic, "plain", **disabled)

@@ -23,8 +23,9 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from support.apps import RunningApp, run_app
 from support.broker import create_topic, unique_topic
 from support.java_agent import command, start_java_hops
+from support.receiving import WaitingReceiver
 
-from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan
+from kafka_autotrace.tools.receiver import ReceivedSpan
 
 APP = Path(__file__).resolve().parent / "apps" / "baggage_step.py"
 JAVA = "java-hops"
@@ -35,13 +36,13 @@ COUNT = 2
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as running:
+def receiver() -> Iterator[WaitingReceiver]:
+    with WaitingReceiver() as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def java(receiver: OtlpReceiver) -> Iterator[RunningApp]:
+def java(receiver: WaitingReceiver) -> Iterator[RunningApp]:
     with start_java_hops(JAVA, receiver.endpoint) as hops:
         yield hops
 
@@ -50,11 +51,11 @@ def topics(bootstrap: str, *names: str) -> list[str]:
     return [create_topic(bootstrap, unique_topic(name)) for name in names]
 
 
-def python_step(receiver: OtlpReceiver, *args: str) -> str:
+def python_step(receiver: WaitingReceiver, *args: str) -> str:
     return run_app(APP, *args, service=PYTHON, endpoint=receiver.endpoint).stdout
 
 
-def hop_spans(receiver: OtlpReceiver, topic: str, kind: str) -> list[ReceivedSpan]:
+def hop_spans(receiver: WaitingReceiver, topic: str, kind: str) -> list[ReceivedSpan]:
     return [
         span
         for span in receiver.spans()
@@ -63,7 +64,7 @@ def hop_spans(receiver: OtlpReceiver, topic: str, kind: str) -> list[ReceivedSpa
 
 
 def wait_for_chains(
-    receiver: OtlpReceiver, hops: list[tuple[str, str, str]]
+    receiver: WaitingReceiver, hops: list[tuple[str, str, str]]
 ) -> list[list[ReceivedSpan]]:
     """Each message's spans hop by hop, ``hops`` being (service, kind, topic): wait until every
     hop has COUNT spans, then check that each message's spans form one chain, every span the
@@ -93,7 +94,7 @@ def wait_for_chains(
     return chains
 
 
-def consume(receiver: OtlpReceiver, bootstrap: str, source: str, *target: str) -> str:
+def consume(receiver: WaitingReceiver, bootstrap: str, source: str, *target: str) -> str:
     """Run our consumer of ``source`` (forwarding to ``target`` if given) in a group of its
     own; return what it printed."""
     group = unique_topic("group")
@@ -111,7 +112,7 @@ def seconds_between(earlier: ReceivedSpan, later: ReceivedSpan) -> float:
     return (later.start_time_unix_nano - earlier.start_time_unix_nano) / 1e9
 
 
-def mean_pipeline_ages(receiver: OtlpReceiver, topic: str, origin: str) -> list[float]:
+def mean_pipeline_ages(receiver: WaitingReceiver, topic: str, origin: str) -> list[float]:
     """The mean pipeline age of each export of our consumer of ``topic``, whose origin must
     be ``origin``."""
     points = [
@@ -124,7 +125,7 @@ def mean_pipeline_ages(receiver: OtlpReceiver, topic: str, origin: str) -> list[
 
 
 def test_python_then_java_then_python(
-    bootstrap: str, receiver: OtlpReceiver, java: RunningApp
+    bootstrap: str, receiver: WaitingReceiver, java: RunningApp
 ) -> None:
     """Python send → Java consumer → Java send → Python consumer is one trace; the Python
     baggage reaches both consumers; the Java hop, which knows nothing of our origin header,
@@ -164,7 +165,7 @@ def test_python_then_java_then_python(
 
 
 def test_java_then_python_then_java_then_python(
-    bootstrap: str, receiver: OtlpReceiver, java: RunningApp
+    bootstrap: str, receiver: WaitingReceiver, java: RunningApp
 ) -> None:
     """Java send → Python consumer → Python send → Java consumer → Java send → Python consumer
     is one trace; the Java baggage reaches every consumer; a Java relay that keeps the

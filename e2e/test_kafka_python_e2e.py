@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from support.apps import run_app, run_consumer_app, run_producer_app
 from support.broker import create_topic, unique_topic
+from support.receiving import WaitingReceiver
 from support.traces import (
     assert_three_hops_in_one_trace,
     count_named,
@@ -14,25 +15,23 @@ from support.traces import (
     wait_for_one_trace_per_message,
 )
 
-from kafka_autotrace.tools.receiver import OtlpReceiver
-
 APPS = Path(__file__).parent / "apps"
 COUNT = 5
 
 
-def _produce(receiver: OtlpReceiver, bootstrap: str, topic: str, **env: str) -> None:
+def _produce(receiver: WaitingReceiver, bootstrap: str, topic: str, **env: str) -> None:
     app = APPS / "kafka_python_producer.py"
     run_producer_app(app, bootstrap, topic, COUNT, endpoint=receiver.endpoint, env=env)
 
 
-def _consume(receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str) -> None:
+def _consume(receiver: WaitingReceiver, bootstrap: str, topic: str, mode: str) -> None:
     app = APPS / "kafka_python_consumer.py"
     run_consumer_app(app, bootstrap, topic, COUNT, mode, endpoint=receiver.endpoint)
 
 
 @pytest.mark.parametrize("mode", ["iterate", "poll"])
 def test_producer_and_consumer_apps_make_one_trace_per_message(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, mode: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str, mode: str
 ) -> None:
     _produce(otlp_receiver, bootstrap, topic)
     _consume(otlp_receiver, bootstrap, topic, mode)
@@ -46,7 +45,7 @@ def test_producer_and_consumer_apps_make_one_trace_per_message(
         assert linked == {span.span_id for span in sends}
 
 
-def test_three_hop_pipeline_is_one_trace(otlp_receiver: OtlpReceiver, bootstrap: str) -> None:
+def test_three_hop_pipeline_is_one_trace(otlp_receiver: WaitingReceiver, bootstrap: str) -> None:
     orders = create_topic(bootstrap, unique_topic("orders"))
     shipments = create_topic(bootstrap, unique_topic("shipments"))
     _produce(otlp_receiver, bootstrap, orders)
@@ -68,7 +67,7 @@ def test_three_hop_pipeline_is_one_trace(otlp_receiver: OtlpReceiver, bootstrap:
 
 
 def test_metrics_reach_the_otlp_receiver(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     _produce(otlp_receiver, bootstrap, topic)
     _consume(otlp_receiver, bootstrap, topic, "poll")
@@ -95,7 +94,7 @@ def test_metrics_reach_the_otlp_receiver(
 
 
 def test_kafka_python_can_be_disabled_alone(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     _produce(
         otlp_receiver,

@@ -26,9 +26,10 @@ from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.histograms import HistogramReceiver
 from support.processes import free_port
 from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
+from support.receiving import WaitingReceiver
 
 from kafka_autotrace.core.metrics import RECORD_AGE
-from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedMetricPoint
+from kafka_autotrace.tools.receiver import ReceivedMetricPoint
 
 STEP = Path(__file__).parent / "apps" / "pipeline_step.py"
 CLIENTS = ["kafka-python", "confluent-kafka", "aiokafka"]
@@ -163,7 +164,7 @@ def latest_points(
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_consumer_lag_is_the_backlog_of_every_assigned_partition(
-    client: str, otlp_receiver: OtlpReceiver, bootstrap: str
+    client: str, otlp_receiver: WaitingReceiver, bootstrap: str
 ) -> None:
     """600 messages over three partitions, 60 handled, then the consumer idles (paused,
     still polling, still exporting): its lag is what is left on each partition, also on one

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from support.apps import run_app
 from support.broker import unique_topic
+from support.receiving import WaitingReceiver
 from support.traces import assert_process_spans_are_children_of_sends, count_named, named
 
 from kafka_autotrace.clients.registry import CLIENTS
-from kafka_autotrace.tools.receiver import OtlpReceiver
 
 APPS = Path(__file__).parent / "apps"
 COUNT = 5
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.parametrize("client", sorted(UPSTREAM))
 def test_with_upstream_installed_each_message_is_traced_once(
-    client: str, otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    client: str, otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     producer_app, *producer_args = PRODUCER[client]
     produced = run_app(

@@ -15,9 +15,8 @@ from confluent_kafka.cimpl import Producer as UntracedProducer
 from support.apps import run_app, run_app_timing_exit
 from support.broker import create_topic, unique_topic
 from support.network import BlackHole, OtlpSink, closed_port
+from support.receiving import WaitingReceiver
 from support.traces import count_named, named
-
-from kafka_autotrace.tools.receiver import OtlpReceiver
 
 APPS = Path(__file__).parent / "apps"
 CLIENTS = ["kafka-python", "confluent-kafka", "aiokafka"]
@@ -42,7 +41,7 @@ def raw_produce(bootstrap: str, topic: str, count: int, headers: list[tuple[str,
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_forked_children_continue_the_trace(
-    client: str, otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    client: str, otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     target = create_topic(bootstrap, unique_topic("forked"))
     raw_produce(bootstrap, topic, 1, [])
@@ -116,7 +115,7 @@ CONSUMER_APPS = {
 
 @pytest.mark.parametrize("client", sorted(CONSUMER_APPS))
 def test_link_mode_keeps_a_forged_sampled_header_from_forcing_sampling(
-    client: str, otlp_receiver: OtlpReceiver, bootstrap: str, topic: str
+    client: str, otlp_receiver: WaitingReceiver, bootstrap: str, topic: str
 ) -> None:
     """A service that samples nothing of its own (parent-based, ratio 0) reads records with a
     forged, sampled traceparent: following it (parent mode) records them all, into the

@@ -19,8 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from support.apps import run_app, start_app, stop_app
 from support.broker import BROKER_ENV, Broker, create_topic, unique_topic
 from support.processes import read_log_tail
-
-from kafka_autotrace.tools.receiver import OtlpReceiver
+from support.receiving import WaitingReceiver
 
 
 def test_kafka_python_round_trip(bootstrap: str, topic: str) -> None:
@@ -108,7 +107,7 @@ def write_script(tmp_path: Path, source: str) -> Path:
 
 
 def test_run_app_exports_through_opentelemetry_instrument(
-    otlp_receiver: OtlpReceiver, tmp_path: Path
+    otlp_receiver: WaitingReceiver, tmp_path: Path
 ) -> None:
     script = write_script(
         tmp_path,
@@ -137,7 +136,7 @@ def test_run_app_exports_through_opentelemetry_instrument(
     assert next(p for p in points if p.name == "app.runs").value == 1
 
 
-def test_run_app_failure_shows_output(otlp_receiver: OtlpReceiver, tmp_path: Path) -> None:
+def test_run_app_failure_shows_output(otlp_receiver: WaitingReceiver, tmp_path: Path) -> None:
     script = write_script(
         tmp_path,
         """
@@ -155,7 +154,7 @@ def test_run_app_failure_shows_output(otlp_receiver: OtlpReceiver, tmp_path: Pat
 
 
 def test_long_running_consumer_app(
-    otlp_receiver: OtlpReceiver, bootstrap: str, topic: str, tmp_path: Path
+    otlp_receiver: WaitingReceiver, bootstrap: str, topic: str, tmp_path: Path
 ) -> None:
     script = write_script(
         tmp_path,
@@ -201,7 +200,7 @@ def test_long_running_consumer_app(
     assert stop_app(app) is result
 
 
-def test_stop_app_reports_a_crashed_app(otlp_receiver: OtlpReceiver, tmp_path: Path) -> None:
+def test_stop_app_reports_a_crashed_app(otlp_receiver: WaitingReceiver, tmp_path: Path) -> None:
     script = write_script(tmp_path, "raise SystemExit('crashed on start')\n")
     app = start_app(script, service="crasher", endpoint=otlp_receiver.endpoint)
     app.process.wait(30)

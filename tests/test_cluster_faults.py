@@ -31,9 +31,10 @@ from support.apps import RunningApp, kill_app, start_app, stop_app
 from support.broker import create_topic, unique_topic
 from support.kafka import KafkaCluster, start_kafka
 from support.otel import RecordingSdk, instrumented
+from support.receiving import WaitingReceiver
 
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan
+from kafka_autotrace.tools.receiver import ReceivedSpan
 
 DRIVERS = {driver.name: driver for driver in (KafkaPython, ConfluentKafka, AIOKafka)}
 IDEMPOTENT_ACKS_ALL: dict[str, dict[str, Any]] = {
@@ -212,7 +213,7 @@ def processed_keys(spans: list[ReceivedSpan], service: str) -> list[str]:
     )
 
 
-def all_exported(receiver: OtlpReceiver, members: dict[str, RunningApp]) -> list[ReceivedSpan]:
+def all_exported(receiver: WaitingReceiver, members: dict[str, RunningApp]) -> list[ReceivedSpan]:
     """Wait until every record each member (by service name) handled has its ended process
     span exported."""
     return receiver.wait_for_spans(
@@ -226,7 +227,7 @@ def all_exported(receiver: OtlpReceiver, members: dict[str, RunningApp]) -> list
 
 @pytest.mark.parametrize("client", sorted(DRIVERS))
 def test_a_group_member_killed_hands_its_partitions_over_and_traces_go_on(
-    client: str, healthy: KafkaCluster, otlp_receiver: OtlpReceiver
+    client: str, healthy: KafkaCluster, otlp_receiver: WaitingReceiver
 ) -> None:
     bootstrap = healthy.bootstrap_servers
     topic = create_topic(bootstrap, unique_topic("member-killed"), 2, 3)

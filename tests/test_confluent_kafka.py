@@ -14,7 +14,8 @@ from typing import Any, Callable
 import confluent_kafka
 import pytest
 from confluent_kafka.serialization import StringDeserializer, StringSerializer
-from contract.drivers import ConfluentKafka, driver_fixture, unreachable
+from contract.drivers.base import driver_fixture
+from contract.drivers.confluent_kafka import ConfluentKafka, unreachable
 from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_BATCH_MESSAGE_COUNT,

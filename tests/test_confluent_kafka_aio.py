@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka.serialization import StringDeserializer, StringSerializer
-from contract.drivers import ConfluentAio, aio_module, driver_fixture
+from contract.drivers.base import driver_fixture
+from contract.drivers.confluent_aio import ConfluentAio, aio_module
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_KAFKA_MESSAGE_KEY,
     MESSAGING_KAFKA_OFFSET,

@@ -8,7 +8,8 @@ import pickle
 from collections.abc import Iterator
 
 import pytest
-from contract.drivers import KafkaPython, driver_fixture
+from contract.drivers.base import driver_fixture
+from contract.drivers.kafka_python import KafkaPython
 from kafka.errors import MessageSizeTooLargeError
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import StatusCode

@@ -44,6 +44,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 from opentelemetry.util.types import Attributes
+from support.receiving import WaitingReceiver
 
 from kafka_autotrace.tools.receiver import (
     METRICS_PATH,
@@ -83,7 +84,9 @@ def by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
 @pytest.mark.parametrize(
     "compression", [Compression.NoCompression, Compression.Gzip, Compression.Deflate]
 )
-def test_real_span_export_is_decoded(otlp_receiver: OtlpReceiver, compression: Compression) -> None:
+def test_real_span_export_is_decoded(
+    otlp_receiver: WaitingReceiver, compression: Compression
+) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
     exporter = OTLPSpanExporter(
         endpoint=otlp_receiver.endpoint + TRACES_PATH, compression=compression
@@ -167,7 +170,7 @@ def test_real_span_export_is_decoded(otlp_receiver: OtlpReceiver, compression: C
     assert spans["linked"].trace_id != parent_trace
 
 
-def test_real_metric_export_is_decoded(otlp_receiver: OtlpReceiver) -> None:
+def test_real_metric_export_is_decoded(otlp_receiver: WaitingReceiver) -> None:
     exporter = OTLPMetricExporter(endpoint=otlp_receiver.endpoint + METRICS_PATH)
     # An interval far beyond the test: the only exports are the explicit flush and shutdown.
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
@@ -211,7 +214,7 @@ def test_real_metric_export_is_decoded(otlp_receiver: OtlpReceiver) -> None:
     assert (lag.kind, lag.value) == ("GAUGE", 7.5)
 
 
-def test_uncommon_values_and_metric_types_are_decoded(otlp_receiver: OtlpReceiver) -> None:
+def test_uncommon_values_and_metric_types_are_decoded(otlp_receiver: WaitingReceiver) -> None:
     """Shapes the Python SDK rarely emits but other SDKs and collectors forward."""
 
     def kv(key: str, value: AnyValue) -> KeyValue:
@@ -313,7 +316,7 @@ def test_uncommon_values_and_metric_types_are_decoded(otlp_receiver: OtlpReceive
     ],
 )
 def test_bad_requests_are_rejected_and_reported(
-    otlp_receiver: OtlpReceiver,
+    otlp_receiver: WaitingReceiver,
     path: str,
     headers: dict[str, str],
     body: bytes,
@@ -325,7 +328,7 @@ def test_bad_requests_are_rejected_and_reported(
         otlp_receiver.wait_for_spans(lambda spans: bool(spans), timeout=0.1)
 
 
-def test_request_without_content_length_is_rejected(otlp_receiver: OtlpReceiver) -> None:
+def test_request_without_content_length_is_rejected(otlp_receiver: WaitingReceiver) -> None:
     host, port = otlp_receiver.endpoint.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"POST /v1/traces HTTP/1.0\r\nContent-Type: application/x-protobuf\r\n\r\n")
@@ -333,7 +336,7 @@ def test_request_without_content_length_is_rejected(otlp_receiver: OtlpReceiver)
     assert status_line.split()[1] == b"411"
 
 
-def test_wait_for_spans_timeout_lists_what_arrived(otlp_receiver: OtlpReceiver) -> None:
+def test_wait_for_spans_timeout_lists_what_arrived(otlp_receiver: WaitingReceiver) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
     exporter = OTLPSpanExporter(endpoint=otlp_receiver.endpoint + TRACES_PATH)
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -31,8 +31,9 @@ from support.otel import RecordingSdk, instrumented, traceparent
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.clients.registry import CLIENTS, KAFKA_PYTHON
+from kafka_autotrace.clients.spec import Upstream
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor, Upstream
+from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 
 TAKEOVER = "is installed too"

@@ -33,7 +33,7 @@ from support.otel import RecordingSdk, instrumented
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.client import ClientInfo
 from kafka_autotrace.core.propagation import extract_context, header_items, merge_headers
 from kafka_autotrace.core.settings import IncomingContext, Settings
 from kafka_autotrace.core.telemetry import KafkaTelemetry

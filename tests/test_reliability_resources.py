@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opentelemetry.trace import use_span
 from support.otel import INSTRUMENTORS, RecordingSdk, instrumented, traceparent
 
-from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.client import ClientInfo
 from kafka_autotrace.core.settings import Settings
 from kafka_autotrace.core.telemetry import KafkaTelemetry
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import SpanKind
 from support.exports import Services, trace_id
+from support.receiving import WaitingReceiver
 
 from kafka_autotrace.tools.cli import main
-from kafka_autotrace.tools.receiver import OtlpReceiver
 from kafka_autotrace.tools.view import TraceAssembler, watch
 from kafka_autotrace.tools.waterfall import render_traces
 
@@ -21,7 +21,7 @@ PRODUCER, CONSUMER = SpanKind.PRODUCER, SpanKind.CONSUMER
 
 
 def test_a_trace_is_ready_once_quiet_and_again_when_it_grows(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     assembler = TraceAssembler(quiet_period=2.0, retention=10.0)
     send = services.hop("orders-api", "send orders", PRODUCER, 0, 1, offset=0)
@@ -49,7 +49,7 @@ def test_a_trace_is_ready_once_quiet_and_again_when_it_grows(
 
 
 def test_take_spans_hands_each_span_over_once(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     assert otlp_receiver.take_spans(timeout=0.05) == []
     services.hop("orders-api", "send orders", PRODUCER, 0, 1)
@@ -59,7 +59,7 @@ def test_take_spans_hands_each_span_over_once(
 
 
 def test_watch_prints_each_trace_as_its_waterfall(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     first = services.hop("orders-api", "send orders", PRODUCER, 0, 1, offset=0)
     services.hop("billing", "process orders", CONSUMER, 3, 4, first, offset=0)
@@ -75,7 +75,7 @@ def test_watch_prints_each_trace_as_its_waterfall(
 
 
 def test_watch_stops_after_its_duration_and_prints_what_is_pending(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     services.hop("orders-api", "send orders", PRODUCER, 0, 1, offset=0)
     written: list[str] = []
@@ -131,7 +131,7 @@ def test_view_says_how_to_install_the_optional_decoder() -> None:
 
 
 def test_view_reports_a_port_in_use(
-    otlp_receiver: OtlpReceiver, capsys: pytest.CaptureFixture[str]
+    otlp_receiver: WaitingReceiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     port = otlp_receiver.endpoint.rsplit(":", 1)[1]
     assert main(["view", "--port", port, "--once"]) == 1

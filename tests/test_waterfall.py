@@ -12,9 +12,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from support.exports import T0, Services, trace_id
+from support.receiving import WaitingReceiver
 
 from kafka_autotrace.core.attributes import PIPELINE_AGE_ATTRIBUTE, PIPELINE_ORIGIN
-from kafka_autotrace.tools.receiver import TRACES_PATH, OtlpReceiver
+from kafka_autotrace.tools.receiver import TRACES_PATH
 from kafka_autotrace.tools.waterfall import ASCII, render_traces, summarize
 
 PRODUCER, CONSUMER = SpanKind.PRODUCER, SpanKind.CONSUMER
@@ -42,7 +43,7 @@ def line_of(text: str, name: str) -> str:
 
 
 def test_one_message_through_three_services(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     pipeline(services, offset=3, start=0)
 
@@ -60,7 +61,7 @@ def test_one_message_through_three_services(
     )
 
 
-def test_ascii_rendering(otlp_receiver: OtlpReceiver, services: Services) -> None:
+def test_ascii_rendering(otlp_receiver: WaitingReceiver, services: Services) -> None:
     pipeline(services, offset=3, start=0)
 
     text = render_traces(otlp_receiver.spans(), ASCII)
@@ -75,7 +76,7 @@ def test_ascii_rendering(otlp_receiver: OtlpReceiver, services: Services) -> Non
 
 
 def test_spans_are_grouped_by_trace_oldest_first(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     pipeline(services, offset=1, start=100)  # trace 1, exported first, starts later
     pipeline(services, offset=0, start=0)  # trace 2
@@ -95,7 +96,7 @@ def test_spans_are_grouped_by_trace_oldest_first(
 
 
 def test_a_message_never_processed_is_missing(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     pipeline(services, offset=0, start=0)
     pipeline(services, offset=1, start=20, billed=False)
@@ -112,7 +113,7 @@ def test_a_message_never_processed_is_missing(
 
 
 def test_a_failed_send_is_an_error_not_a_missing_message(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     services.hop(
         "orders-api", "send orders", PRODUCER, 0, 30, error="KafkaTimeoutError", partition=None
@@ -127,7 +128,7 @@ def test_a_failed_send_is_an_error_not_a_missing_message(
 
 
 def test_a_consumer_in_link_mode_processes_the_message(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     """With KAFKA_AUTOTRACE_INCOMING_CONTEXT=link the process span starts its own trace and
     only links to the send: the message was processed, even though no child span says so."""
@@ -144,7 +145,7 @@ def test_a_consumer_in_link_mode_processes_the_message(
 
 
 def test_wait_is_an_upper_bound_when_the_ack_was_seen_after_processing_began(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     """confluent-kafka reports the ack only at the producer's next poll()/flush(), so the send
     span can end after the consumer started: only "at most since the send began" is known."""
@@ -158,7 +159,7 @@ def test_wait_is_an_upper_bound_when_the_ack_was_seen_after_processing_began(
 
 
 def test_a_span_whose_parent_was_not_received_says_so(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     """E.g. the producing service exports somewhere else: the consumer still shows, as a root."""
     elsewhere = NonRecordingSpan(
@@ -172,7 +173,7 @@ def test_a_span_whose_parent_was_not_received_says_so(
     assert line_of(text, "process shipments").endswith("p0@7  (parent span not received)")
 
 
-def test_spans_whose_parents_form_a_loop_are_still_shown(otlp_receiver: OtlpReceiver) -> None:
+def test_spans_whose_parents_form_a_loop_are_still_shown(otlp_receiver: WaitingReceiver) -> None:
     """Another SDK or a buggy propagator can export nonsense; the viewer must not hide it."""
     first, second = SpanContext(7, 1, is_remote=False), SpanContext(7, 2, is_remote=False)
     resource = Resource.create({"service.name": "odd"})
@@ -188,7 +189,7 @@ def test_spans_whose_parents_form_a_loop_are_still_shown(otlp_receiver: OtlpRece
 
 
 def test_process_spans_show_their_pipeline_age_and_the_trace_its_oldest(
-    otlp_receiver: OtlpReceiver, services: Services
+    otlp_receiver: WaitingReceiver, services: Services
 ) -> None:
     """Time to glass: each process span says how long the message's pipeline had run when it
     began, since its first send (to ``orders`` here); the header gives the last hop's."""

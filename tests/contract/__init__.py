@@ -1,1 +1,1 @@
-"""One contract every client adapter keeps, run per client through a driver (drivers.py)."""
+"""One contract every client adapter keeps, run per client through a driver (contract.drivers)."""

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from support.otel import RecordingSdk, instrumented
 
-from contract.drivers import DRIVERS, Driver
+from contract.drivers import DRIVERS
+from contract.drivers.base import Driver
 from kafka_autotrace import Settings
 
 PER_DRIVER_ARGUMENTS = {

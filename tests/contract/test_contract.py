@@ -1,4 +1,4 @@
-"""What every client adapter does, against a real broker, for each driver (see drivers.py).
+"""What every client adapter does, against a real broker, for each driver (see contract.drivers).
 
 A test here runs once per client; where a client lacks what a test needs, its driver says
 why and the test is skipped for it. What only one client does is tested in its own file.
@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from support.otel import RecordingSdk, instrumented, traceparent
 from support.spans import one, parent_id
 
-from contract.drivers import (
+from contract.drivers.base import (
     CLIENT_ID,
     HEADER_KINDS,
     HEADERS,

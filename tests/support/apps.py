@@ -4,7 +4,7 @@ Why a subprocess: zero-code instrumentation is activated by ``opentelemetry-inst
 ``sitecustomize``, entry points and environment variables before the application imports
 anything. Only a fresh interpreter exercises that path; instrumenting inside the pytest process
 would skip exactly the part users depend on. Exports go over real OTLP/HTTP to an
-:class:`~kafka_autotrace.tools.receiver.OtlpReceiver`.
+:class:`~support.receiving.WaitingReceiver`.
 """
 
 from __future__ import annotations

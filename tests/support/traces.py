@@ -11,7 +11,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_KAFKA_OFFSET,
 )
 
-from kafka_autotrace.tools.receiver import OtlpReceiver, ReceivedSpan
+from kafka_autotrace.tools.receiver import ReceivedSpan
+from support.receiving import WaitingReceiver
 
 RecordId = tuple[str, str, int]
 
@@ -55,7 +56,7 @@ def assert_process_spans_are_children_of_sends(
 
 
 def wait_for_one_trace_per_message(
-    receiver: OtlpReceiver,
+    receiver: WaitingReceiver,
     topic: str,
     count: int,
     producer: str = "orders-api",

@@ -10,16 +10,26 @@ from typing import Any
 
 import pytest
 
+# bench/ holds scripts, not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import run  # bench/ holds scripts, not a package
+import report
+from cases import (
+    OPERATIONS,
+    SETUPS,
+    VARIANTS,
+    Case,
+    Operation,
+    cases_of,
+    check_spans,
+)
 
-PRODUCE, CONSUME = run.OPERATIONS[0], run.OPERATIONS[1]
+PRODUCE, CONSUME = OPERATIONS[0], OPERATIONS[1]
 FLOORS = {"floor_cpu_us": 30.0, "metric_floor_cpu_us": 6.0}
 
 
 def _run(
-    operation: run.Operation,
+    operation: Operation,
     variant: str,
     setup: str,
     us_per_msg: float,
@@ -61,12 +71,12 @@ FIGURES = {
 
 def _runs(
     nosdk_us: dict[str, float], reference_nosdk_us: float | None = None
-) -> tuple[list[dict[str, Any]], list[run.Case]]:
+) -> tuple[list[dict[str, Any]], list[Case]]:
     runs: list[dict[str, Any]] = []
-    cases: list[run.Case] = []
-    variants = run.VARIANTS if reference_nosdk_us is None else (*run.VARIANTS, "reference")
+    cases: list[Case] = []
+    variants = VARIANTS if reference_nosdk_us is None else (*VARIANTS, "reference")
     for operation in (PRODUCE, CONSUME):
-        cases += run.cases_of(operation, variants)
+        cases += cases_of(operation, variants)
         runs += [
             _run(operation, "none", "nosdk", 100.0),
             _run(operation, "header", "nosdk", 116.0),
@@ -83,8 +93,8 @@ def _runs(
     return runs, cases
 
 
-SEND_BEFORE = run.NOSDK_BEFORE[PRODUCE.label]
-RECORD_BEFORE = run.NOSDK_BEFORE[CONSUME.label]
+SEND_BEFORE = report.NOSDK_BEFORE[PRODUCE.label]
+RECORD_BEFORE = report.NOSDK_BEFORE[CONSUME.label]
 
 
 def _summary(reference_nosdk_us: float | None = None) -> list[dict[str, Any]]:
@@ -94,13 +104,13 @@ def _summary(reference_nosdk_us: float | None = None) -> list[dict[str, Any]]:
         {PRODUCE.label: 100.0 + SEND_BEFORE, CONSUME.label: 100.0 + 1.25 * RECORD_BEFORE},
         reference_nosdk_us=reference_nosdk_us,
     )
-    return run.summarise(runs, cases)
+    return report.summarise(runs, cases)
 
 
 def _verdict(
-    target: str, operation: run.Operation, rows: list[dict[str, Any]] | None = None
+    target: str, operation: Operation, rows: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    verdicts = run.check_targets(_summary() if rows is None else rows)
+    verdicts = report.check_targets(_summary() if rows is None else rows)
     (found,) = [
         verdict
         for verdict in verdicts
@@ -146,7 +156,7 @@ def test_fixed_costs_beyond_the_allowance_are_out_of_reach() -> None:
 
 
 def test_each_target_names_its_operations() -> None:
-    verdicts = run.check_targets(_summary())
+    verdicts = report.check_targets(_summary())
     judged = {(verdict["target"], verdict["operation"]) for verdict in verdicts}
     # Of the two operations in the made-up run, consume(n) is in neither; poll() neither.
     assert judged == {
@@ -159,9 +169,9 @@ def test_each_target_names_its_operations() -> None:
         ("nosdk: CPU added no more than before", PRODUCE.label),
         ("nosdk: CPU added no more than before", CONSUME.label),
     }
-    targets = {target.setup: target for target in run.TARGETS if target.bound == 1.5}
+    targets = {target.setup: target for target in report.TARGETS if target.bound == 1.5}
     assert targets["production"].operations == ("confluent-kafka consume(n)",)
-    poll = [target for target in run.TARGETS if target.operations == ("confluent-kafka poll()",)]
+    poll = [target for target in report.TARGETS if target.operations == ("confluent-kafka poll()",)]
     assert [(target.setup, target.bound) for target in poll] == [("spans", 0.5)]
 
 
@@ -197,24 +207,24 @@ def test_the_ratio_is_paired_by_round() -> None:
         _run(PRODUCE, "upstream", "production", 400.0, 1),
         _run(PRODUCE, "autotrace", "production", 300.0, 1),
     ]
-    rows = run.by_case(run.summarise(runs, run.cases_of(PRODUCE)))
+    rows = report.by_case(report.summarise(runs, cases_of(PRODUCE)))
     assert rows[(PRODUCE.label, "autotrace", "production")]["cpu_vs_upstream"] == pytest.approx(0.5)
     assert rows[(PRODUCE.label, "upstream", "production")]["cpu_vs_upstream"] is None
 
 
 def test_production_comes_first_in_every_table() -> None:
     rows = _summary()
-    assert run.SETUPS[0] == "production"
-    assert run.check_targets(rows)[0]["target"].startswith("production:")
-    breakdown = run.breakdown(rows).splitlines()[2:]
+    assert SETUPS[0] == "production"
+    assert report.check_targets(rows)[0]["target"].startswith("production:")
+    breakdown = report.breakdown(rows).splitlines()[2:]
     assert all("| production |" in line for line in breakdown[:2])
-    table = run.table(rows).splitlines()[2:]
+    table = report.table(rows).splitlines()[2:]
     instrumented = [line for line in table if "| — |" not in line]
     assert "| production |" in instrumented[0]
 
 
 def test_the_breakdown_leaves_the_rest_after_the_fixed_costs() -> None:
-    lines = run.breakdown(_summary()).splitlines()
+    lines = report.breakdown(_summary()).splitlines()
     assert (
         "| kafka-python produce | production | 70.0 | 30.0 | 1.00 | 6.0 | 16.0 | — | 18.0 |"
         in lines
@@ -233,8 +243,8 @@ def test_the_breakdown_leaves_the_rest_after_the_fixed_costs() -> None:
 
 def test_a_case_that_lost_spans_fails() -> None:
     kept = {"spans_ended": 120, "spans_received": 120, "span_queue_size": 4096}
-    assert run.check_spans(kept) == kept
-    lost = run.check_spans({**kept, "spans_received": 100})
+    assert check_spans(kept) == kept
+    lost = check_spans({**kept, "spans_received": 100})
     assert lost["dropped"] == 20
     assert "SPANS DROPPED" in lost["error"]
     # A failed case is left out of the summary.
@@ -246,6 +256,6 @@ def test_a_case_that_lost_spans_fails() -> None:
             "production",
         ):
             runs[index] = {**entry, "error": lost["error"], "dropped": 20}
-    rows = run.by_case(run.summarise(runs, cases))
+    rows = report.by_case(report.summarise(runs, cases))
     row = rows[(PRODUCE.label, "autotrace", "production")]
     assert (row["failures"], row["rounds"], row["cpu_us_added"]) == (1, 0, None)

@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from kafka_autotrace import Settings
 from kafka_autotrace.core import settings as settings_module
-from kafka_autotrace.core.adapter import ClientInfo
 from kafka_autotrace.core.budget import BudgetedHistogram
+from kafka_autotrace.core.client import ClientInfo
 from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 BUDGET = 100

@@ -15,8 +15,8 @@ from opentelemetry.metrics import CallbackOptions
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from kafka_autotrace.core.memo import MEMO_LIMIT
 from kafka_autotrace.core.metrics import MessageCount, MessagingInstruments
-from kafka_autotrace.core.settings import MEMO_LIMIT
 
 
 def _observed(count: MessageCount) -> dict[frozenset[tuple[str, Any]], int]:

@@ -11,9 +11,8 @@ from opentelemetry.instrumentation.dependencies import get_dist_dependency_confl
 from opentelemetry.util._importlib_metadata import entry_points
 
 from kafka_autotrace.clients.registry import CLIENTS, KAFKA_PYTHON
-from kafka_autotrace.core.instrumenter import Instrumenter
 from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
-from kafka_autotrace.core.telemetry import KafkaTelemetry
+from kafka_autotrace.core.telemetry import KafkaTelemetry, TelemetrySlot
 
 
 def _instrumentor_entry_points() -> dict[str, object]:
@@ -49,7 +48,7 @@ class _Recorder(KafkaClientInstrumentor):
     patched: list[KafkaTelemetry | None]
 
     def _patch(self) -> None:
-        self.patched.append(self.instrumenter.telemetry)
+        self.patched.append(self.telemetry_slot.telemetry)
 
     def _unpatch(self) -> None:
         self.patched.clear()
@@ -57,13 +56,13 @@ class _Recorder(KafkaClientInstrumentor):
 
 class _MissingClient(_Recorder):
     client = dataclasses.replace(KAFKA_PYTHON, requirement="kafka-autotrace-no-such-client >= 1")
-    instrumenter = Instrumenter()
+    telemetry_slot = TelemetrySlot()
     patched: list[KafkaTelemetry | None] = []  # noqa: RUF012 - per-class record of _patch calls
 
 
 class _TooOldClient(_Recorder):
     client = dataclasses.replace(KAFKA_PYTHON, requirement="pytest >= 999")
-    instrumenter = Instrumenter()
+    telemetry_slot = TelemetrySlot()
     patched: list[KafkaTelemetry | None] = []  # noqa: RUF012 - per-class record of _patch calls
 
 

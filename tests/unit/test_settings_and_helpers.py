@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from kafka_autotrace.core.adapter import parse_bootstrap
 from kafka_autotrace.core.attributes import key_attribute
 from kafka_autotrace.core.calls import CallShape
+from kafka_autotrace.core.client import parse_bootstrap
 from kafka_autotrace.core.settings import IncomingContext, Settings
 
 
@@ -120,7 +120,8 @@ def test_a_failing_exception_str_never_escapes_from_ending_a_send_span() -> None
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
-    from kafka_autotrace.core.adapter import ClientInfo, SendAdapter
+    from kafka_autotrace.core.adapter import SendAdapter
+    from kafka_autotrace.core.client import ClientInfo
     from kafka_autotrace.core.telemetry import KafkaTelemetry
 
     class Hostile(Exception):

@@ -29,9 +29,9 @@ from opentelemetry.trace import (
 from kafka_autotrace.clients import kafka_python
 from kafka_autotrace.clients.confluent.classic import _Produce
 from kafka_autotrace.clients.confluent.common import ConfluentState
-from kafka_autotrace.core.adapter import ClientInfo
+from kafka_autotrace.core.client import ClientInfo
 from kafka_autotrace.core.sdk import SdkPresence
-from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.sending import PassThroughSend
 from kafka_autotrace.core.settings import Settings
 from kafka_autotrace.core.telemetry import KafkaTelemetry
 
@@ -44,11 +44,11 @@ def _kafka_python_send(
     telemetry: KafkaTelemetry, send: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
 ) -> Any:
     """kafka-python's wrapped ``send`` of a new producer, traced into ``telemetry``."""
-    previous, kafka_python.INSTRUMENTER.telemetry = kafka_python.INSTRUMENTER.telemetry, telemetry
+    previous, kafka_python.TELEMETRY.telemetry = kafka_python.TELEMETRY.telemetry, telemetry
     try:
         return kafka_python._SEND.call(send, _Producer(), args, kwargs)
     finally:
-        kafka_python.INSTRUMENTER.telemetry = previous
+        kafka_python.TELEMETRY.telemetry = previous
 
 
 class _Future:
@@ -98,7 +98,7 @@ def test_confluent_produce_gets_no_headers_argument() -> None:
     # Nor when a send is prepared with nothing to inject.
     produce = _Produce()
     state = ConfluentState(ClientInfo(), follows_delivery=False)
-    pending = PendingSend.passing_through(INVALID_SPAN, {}, None)
+    pending = PassThroughSend(INVALID_SPAN, {}, None)
     args, kwargs = ("orders", b"value"), {"key": b"key"}
     traced = telemetry.headers_for(pending, produce.shape.get(args, kwargs, "headers"))
     call_args, call_kwargs = produce.shape.replace(args, kwargs, "headers", traced)

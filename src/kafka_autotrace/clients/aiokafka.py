@@ -1,19 +1,5 @@
-"""The aiokafka adapter: ``AIOKafkaProducer`` and ``AIOKafkaConsumer``, patched at class level.
-
-- ``send``: a ``send`` span, ended when the future it returns resolves: partition and offset
-  from the RecordMetadata (None with ``acks=0``: no offset then), or ERROR and the exception.
-  ``send_and_wait`` calls ``send``, so it gets that one span. Headers are added to a copy of
-  the caller's list.
-- ``getone`` (and ``async for``, whose ``__anext__`` calls it): a ``process`` span per record,
-  current in the calling task until the next call on that consumer.
-- ``getmany``: a ``poll`` span per non-empty batch, then a ``process`` span per record as the
-  application iterates the returned lists.
-- ``stop``: ends the open ``process`` span.
-- The lag gauge reads each assigned partition's high watermark and position from the
-  consumer's subscription state, without awaiting anything.
-
-``create_batch()``/``send_batch()`` are not traced: the application appends messages to the
-batch builder itself, and a batch carries one future for all of them.
+"""The aiokafka adapter: ``AIOKafkaProducer.send``, ``AIOKafkaConsumer.getone``, ``getmany`` and
+``stop``, patched at class level (docs/design.md, "Code layout").
 """
 
 from __future__ import annotations
@@ -26,16 +12,17 @@ from kafka_autotrace.clients.registry import AIOKAFKA
 from kafka_autotrace.core.adapter import (
     UNTOUCHED,
     AttributeRecordGetter,
-    ClientInfo,
-    ClientState,
     MappingBatches,
     ReceiveAdapter,
     SendAdapter,
 )
 from kafka_autotrace.core.calls import CallShape
-from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
+from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, end_when_done
+from kafka_autotrace.core.telemetry import TelemetrySlot
 
 
 def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
@@ -101,9 +88,7 @@ class _Receive(MappingBatches, ReceiveAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return list(consumer.assignment())
 
-    def partition_lag(
-        self, consumer: Any, state: ClientState, partition: Any
-    ) -> tuple[str, int, int] | None:
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         """From the high watermark of the last fetch and the position, both read synchronously
         (``position()`` is a coroutine, and awaits a position that is not known yet); None for
         either while unknown, or where aiokafka keeps them elsewhere than 0.9 to 0.14 do."""
@@ -125,16 +110,16 @@ def _position(consumer: Any, partition: Any) -> int | None:
     return position if isinstance(position, int) else None
 
 
-INSTRUMENTER = Instrumenter()
-_SEND = INSTRUMENTER.sends(_Send())
-_RECEIVE = INSTRUMENTER.receives(_Receive())
+TELEMETRY = TelemetrySlot()
+_SEND = SendFlow(TELEMETRY, _Send())
+_RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
 
 class AIOKafkaInstrumentor(MethodWrappingInstrumentor):
     """Traces aiokafka producers and consumers (entry point ``kafka_autotrace_aiokafka``)."""
 
     client = AIOKAFKA
-    instrumenter = INSTRUMENTER
+    telemetry_slot = TELEMETRY
     module = "aiokafka"
     wrappers: ClassVar[Wrappers] = {
         "AIOKafkaProducer": {"send": _SEND.call_async},

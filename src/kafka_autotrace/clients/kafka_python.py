@@ -1,17 +1,5 @@
-"""The kafka-python adapter: where its calls are and how to read its objects.
-
-Patched at class level, so producers and consumers created before instrumentation are traced
-too:
-
-- ``KafkaProducer.send``: a ``send`` span, ended by the returned future's callbacks when the
-  broker acknowledges (partition, offset) or fails the message. kafka-python 2.0.x reports a
-  record over ``max_request_size`` with an already-failed future instead of raising: that
-  counts as a rejected call, made again as the application made it.
-- ``KafkaConsumer.__next__``: a ``process`` span per record, current until the next call.
-  Iteration is built on ``poll()``, whose span is suppressed inside it.
-- ``KafkaConsumer.poll``: a ``poll`` span per non-empty batch, then a ``process`` span per
-  record as the application iterates the returned lists.
-- ``KafkaConsumer.close``: ends the open ``process`` span.
+"""The kafka-python adapter: ``KafkaProducer.send``, ``KafkaConsumer.__next__``, ``poll`` and
+``close``, patched at class level (docs/design.md, "Code layout").
 """
 
 from __future__ import annotations
@@ -23,18 +11,18 @@ from kafka_autotrace.clients.registry import KAFKA_PYTHON
 from kafka_autotrace.core.adapter import (
     UNTOUCHED,
     AttributeRecordGetter,
-    ClientInfo,
-    ClientState,
     MappingBatches,
     ReceiveAdapter,
     SendAdapter,
 )
 from kafka_autotrace.core.calls import CallShape
-from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
+from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.propagation import HEADERS_MIN_API
 from kafka_autotrace.core.sending import PendingSend
-
-_HEADERS_MIN_API = (0, 11)
+from kafka_autotrace.core.telemetry import TelemetrySlot
 
 
 class _Clients:
@@ -61,7 +49,7 @@ class _Send(_Clients, SendAdapter):
         if headers is not None and type(headers) is not list:
             return UNTOUCHED
         api_version = client.config.get("api_version")
-        if api_version is None or tuple(api_version) >= _HEADERS_MIN_API:
+        if api_version is None or tuple(api_version) >= HEADERS_MIN_API:
             return headers
         return UNTOUCHED
 
@@ -87,9 +75,7 @@ class _Receive(_Clients, MappingBatches, ReceiveAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return list(consumer._subscription.assignment)
 
-    def partition_lag(
-        self, consumer: Any, state: ClientState, partition: Any
-    ) -> tuple[str, int, int] | None:
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         """From the position (an int in 2.0, an OffsetAndMetadata later) and the high watermark;
         for a partition whose fetched records are not parsed yet, kafka-python knows the
         latter only from the fetch response waiting in its fetcher."""
@@ -125,9 +111,9 @@ def _highwater_of(partition_data: Any) -> object:
     return partition_data[1]
 
 
-INSTRUMENTER = Instrumenter()
-_SEND = INSTRUMENTER.sends(_Send())
-_RECEIVE = INSTRUMENTER.receives(_Receive(), suppress_nested=True)
+TELEMETRY = TelemetrySlot()
+_SEND = SendFlow(TELEMETRY, _Send())
+_RECEIVE = ReceiveFlow(TELEMETRY, _Receive(), suppress_nested=True)
 
 
 class KafkaPythonInstrumentor(MethodWrappingInstrumentor):
@@ -135,7 +121,7 @@ class KafkaPythonInstrumentor(MethodWrappingInstrumentor):
     ``kafka_autotrace_kafka_python``)."""
 
     client = KAFKA_PYTHON
-    instrumenter = INSTRUMENTER
+    telemetry_slot = TELEMETRY
     module = "kafka"
     wrappers: ClassVar[Wrappers] = {
         "KafkaProducer": {"send": _SEND.call},

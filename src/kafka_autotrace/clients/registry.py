@@ -1,14 +1,14 @@
 """The supported client libraries, each described once.
 
-The instrumentors, the doctor, the tests and the Makefile's client matrix all read this
-table; a test checks pyproject's entry points against it. ``python -m
-kafka_autotrace.clients.registry`` prints one ``distribution release`` line per release the
-suite runs against besides the newest, for the Makefile.
+The instrumentors, the doctor (which reaches a broker through each client's probe), the
+tests and the Makefile's client matrix all read this table; a test checks pyproject's entry
+points against it. ``python -m kafka_autotrace.clients.registry`` prints one ``distribution
+release`` line per release the suite runs against besides the newest, for the Makefile.
 """
 
 from __future__ import annotations
 
-from kafka_autotrace.core.instrumentor import ClientSpec, Upstream
+from kafka_autotrace.clients.spec import ClientSpec, Upstream
 
 KAFKA_PYTHON = ClientSpec(
     distribution="kafka-python",
@@ -22,6 +22,8 @@ KAFKA_PYTHON = ClientSpec(
         "opentelemetry-instrumentation-kafka-python",
     ),
     tested_releases=("2.0.2", "2.3.3"),
+    probe="kafka_autotrace.clients.probes.kafka_python:probe",
+    negotiates_api_version=True,
 )
 
 CONFLUENT_KAFKA = ClientSpec(
@@ -36,6 +38,7 @@ CONFLUENT_KAFKA = ClientSpec(
         "opentelemetry-instrumentation-confluent-kafka",
     ),
     tested_releases=("2.0.2",),
+    probe="kafka_autotrace.clients.probes.confluent_kafka:probe",
 )
 
 AIOKAFKA = ClientSpec(
@@ -50,6 +53,7 @@ AIOKAFKA = ClientSpec(
         "opentelemetry-instrumentation-aiokafka",
     ),
     tested_releases=("0.9.0",),
+    probe="kafka_autotrace.clients.probes.aiokafka:probe",
 )
 
 CLIENTS = (KAFKA_PYTHON, CONFLUENT_KAFKA, AIOKAFKA)

@@ -1,32 +1,23 @@
-"""What an adapter tells the core about its client library.
-
-The core never imports a Kafka client. Each adapter describes its clients
-(:class:`ClientInfo`, kept in a :class:`ClientState` per client object), says how to read its
-records (:class:`RecordGetter`), and subclasses :class:`SendAdapter` and :class:`ReceiveAdapter`
-with what differs between libraries: the shape of a send call, how its acknowledgement
-arrives, how its errors are named, what a batch looks like. The flows themselves live in
-:mod:`kafka_autotrace.core.instrumenter`, written once for every client.
+"""What an adapter tells the core about its client library: how to read its records
+(:class:`RecordGetter`) and, in subclasses of :class:`SendAdapter` and :class:`ReceiveAdapter`,
+what differs between libraries. The flows that use them are in :mod:`kafka_autotrace.core.flows`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kafka_autotrace.core.calls import Arguments, CallShape
-from kafka_autotrace.core.scope import ConsumerScopes
-
-if TYPE_CHECKING:
-    from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.client import ClientState
+from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.sending import PendingSend, Send
 
 _logger = logging.getLogger(__name__)
 
 RecordT_contra = TypeVar("RecordT_contra", contravariant=True)
 
-STATE_ATTR = "_kafka_autotrace"
-"""The instance attribute in which a traced client keeps its :class:`ClientState`."""
 UNTOUCHED = object()
 """What :meth:`SendAdapter.extendable` returns for headers that must stay as the caller
 passed them."""
@@ -79,62 +70,6 @@ class AttributeRecordGetter:
         return timestamp if isinstance(timestamp, int) and timestamp >= 0 else None
 
 
-@dataclass(frozen=True)
-class ClientInfo:
-    """Per-client attributes, computed once when a producer or consumer is first seen."""
-
-    client_id: str | None = None
-    server_address: str | None = None
-    server_port: int | None = None
-    consumer_group: str | None = None
-
-    @classmethod
-    def from_config(cls, client_id: object, bootstrap: object, group: object) -> ClientInfo:
-        """The info of a client configured with these values, whatever their types: a
-        configuration value that is not a non-empty string is left out, never an error."""
-        address, port = parse_bootstrap(bootstrap)
-        return cls(
-            client_id=client_id if isinstance(client_id, str) and client_id else None,
-            server_address=address,
-            server_port=port,
-            consumer_group=group if isinstance(group, str) and group else None,
-        )
-
-
-class ClientState:
-    """What the core keeps per traced producer or consumer object."""
-
-    __slots__ = ("delegated", "handed", "info", "lag_reported", "lags", "lags_due", "scopes")
-
-    def __init__(self, info: ClientInfo) -> None:
-        self.info = info
-        self.scopes = ConsumerScopes()
-        """The process span this consumer holds open."""
-        self.delegated = False
-        """True for a client that another traced client wraps and traces on behalf of."""
-        self.lag_reported = False
-        """Whether this consumer's lag is reported (from its first call on)."""
-        self.handed: dict[tuple[str, int], int] = {}
-        """The next offset per (topic, partition) after the records this consumer handed to
-        the application, for adapters whose library cannot tell its position safely
-        (:attr:`ReceiveAdapter.counts_positions`)."""
-        self.lags: list[tuple[str, int, int]] = []
-        """The lag per partition as last read in the application's thread, for adapters whose
-        consumers cannot be read from another (:attr:`ReceiveAdapter.lag_read_anywhere`)."""
-        self.lags_due = 0.0
-        """When (monotonic) :attr:`lags` is next read."""
-
-
-def state_of(client: object) -> ClientState | None:
-    """The state a traced client keeps, None when it has none (yet)."""
-    state: ClientState | None = getattr(client, "__dict__", {}).get(STATE_ATTR)
-    return state
-
-
-def keep_state(client: object, state: ClientState) -> None:
-    client.__dict__[STATE_ATTR] = state
-
-
 class _ClientAdapter:
     def describe(self, client: Any) -> ClientState | None:
         """The state of a client seen for the first time; None (the default) leaves it alone,
@@ -179,7 +114,7 @@ class SendAdapter(_ClientAdapter):
             description = ""
         return type(exception).__qualname__, description
 
-    def failed(self, pending: PendingSend, exception: BaseException) -> None:
+    def failed(self, pending: Send, exception: BaseException) -> None:
         """End ``pending`` for ``exception``, named as this library names its errors."""
         try:
             error_type, description = self.error_type(exception)
@@ -205,11 +140,10 @@ class ReceiveAdapter(_ClientAdapter):
 
     getter: RecordGetter[Any]
     counts_positions = False
-    """Whether the core keeps :attr:`ClientState.handed` for :meth:`partition_lag`."""
+    """Whether the core keeps :attr:`LagState.handed <kafka_autotrace.core.lag.LagState.handed>`
+    for :meth:`partition_lag`."""
     lag_read_anywhere = True
-    """Whether the metric reader's thread may read a consumer's lag while the application
-    uses it; if not, the core reads it before the application's calls, at most once a
-    second, and reports that."""
+    """See :class:`~kafka_autotrace.core.lag.LagReader`, which this class implements."""
 
     def is_record(self, entry: Any) -> bool:
         """Whether something a consumer returned is a record (not None or an error event)."""
@@ -224,15 +158,9 @@ class ReceiveAdapter(_ClientAdapter):
         return result
 
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
-        """The partitions assigned to ``consumer``, in the library's own type; read without
-        blocking (see :attr:`lag_read_anywhere`)."""
         return ()
 
-    def partition_lag(
-        self, consumer: Any, state: ClientState, partition: Any
-    ) -> tuple[str, int, int] | None:
-        """``(topic, partition, lag)`` of one assigned partition, None while unknown: from what
-        the consumer knows already, or with a short timeout."""
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         return None
 
 
@@ -248,36 +176,3 @@ class MappingBatches:
         for partition, records in zip(list(result), lists):
             result[partition] = records
         return result
-
-
-def parse_bootstrap(servers: object) -> tuple[str | None, int | None]:
-    """The first bootstrap server as (host, port).
-
-    Accepts what clients accept: ``"h1:9092,h2:9092"``, a list of such strings, bracketed IPv6
-    (``"[::1]:9092"``) and an optional ``PLAINTEXT://`` style scheme. Unparseable input gives
-    ``(None, None)`` rather than an error: an attribute is not worth breaking a client over.
-    """
-    first: str | None = None
-    if isinstance(servers, str):
-        first = servers.split(",")[0]
-    elif isinstance(servers, Iterable):
-        for item in servers:
-            if isinstance(item, str):
-                first = item.split(",")[0]
-                break
-    if not first:
-        return None, None
-    first = first.strip()
-    if "://" in first:
-        first = first.split("://", 1)[1]
-    host, port_text = first, ""
-    if first.startswith("["):
-        end = first.find("]")
-        if end == -1:
-            return None, None
-        host, rest = first[1:end], first[end + 1 :]
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif first.count(":") == 1:
-        host, port_text = first.split(":")
-    port = int(port_text) if port_text.isdigit() else None
-    return (host or None), port

@@ -1,4 +1,5 @@
-"""The attributes of our spans and measurements, built once per client and topic.
+"""The attributes of our spans and measurements, built once per client and topic, and the
+measurements of a consumed record, which need them.
 
 A span starts with the attributes its :class:`Destination` holds, shared by every message of
 a client and topic and handed to the SDK as they are: what the conventions require and what a
@@ -8,6 +9,8 @@ sampler dropped costs none of it. Names come from the semantic-convention consta
 """
 
 from __future__ import annotations
+
+import time
 
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_CLIENT_ID,
@@ -25,10 +28,12 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.util.types import AttributeValue
 
-from kafka_autotrace.core.adapter import ClientInfo
-from kafka_autotrace.core.budget import BudgetedHistogram
+from kafka_autotrace.core.client import ClientInfo
+from kafka_autotrace.core.memo import remember
+from kafka_autotrace.core.metrics import MessagingInstruments
+from kafka_autotrace.core.pipeline import Origin
 from kafka_autotrace.core.propagation import decode_header_value, header_items
-from kafka_autotrace.core.settings import MEMO_LIMIT, Settings
+from kafka_autotrace.core.settings import Settings
 
 Attributes = dict[str, AttributeValue]
 
@@ -90,19 +95,24 @@ def _operation_attributes(shared: Attributes, operation: str, topic: str) -> Att
 
 
 class Destination:
-    """Everything the spans and measurements of one client and topic share."""
+    """Everything the spans and measurements of one client and topic share, and the
+    measurements of its consumed records."""
 
     __slots__ = (
+        "_consumed_messages",
+        "_pipeline_age",
         "_pipeline_metrics",
+        "_process_duration",
+        "_record_age",
         "client",
         "process_attributes",
-        "process_duration",
         "process_metrics",
         "process_name",
         "receive_metrics",
         "send_attributes",
         "send_metrics",
         "send_name",
+        "topic",
     )
 
     def __init__(
@@ -110,9 +120,10 @@ class Destination:
         client: ClientInfo,
         topic: str,
         shared: Attributes,
-        process_duration: BudgetedHistogram,
+        instruments: MessagingInstruments,
     ) -> None:
         self.client = client
+        self.topic = topic
         self.send_name = f"send {topic}"
         self.send_attributes = _operation_attributes(shared, SEND, topic)
         self.send_metrics = metric_attributes(client, SEND, topic)
@@ -120,37 +131,58 @@ class Destination:
         self.process_attributes = _operation_attributes(shared, PROCESS, topic)
         self.process_metrics = metric_attributes(client, PROCESS, topic)
         self.receive_metrics = metric_attributes(client, RECEIVE, topic)
-        self.process_duration = process_duration
+        self._consumed_messages = instruments.consumed_messages
+        self._record_age = instruments.record_age
+        self._pipeline_age = instruments.pipeline_age
+        self._process_duration = instruments.process_duration
         self._pipeline_metrics: dict[str, Attributes] = {}
 
-    def pipeline_metrics(self, origin: str) -> Attributes:
-        """The attributes of a pipeline age measured here for a pipeline begun on ``origin``."""
-        attributes = self._pipeline_metrics.get(origin)
-        if attributes is None:
-            attributes = {
-                key: value
-                for key, value in self.process_metrics.items()
-                if key in _PIPELINE_METRIC_KEYS
-            }
-            attributes[PIPELINE_ORIGIN] = origin
-            if len(self._pipeline_metrics) >= MEMO_LIMIT:
-                self._pipeline_metrics.clear()
-            self._pipeline_metrics[origin] = attributes
-        return attributes
+    def _pipeline_attributes(self, origin: str) -> Attributes:
+        """The attributes of a pipeline age measured here for a pipeline begun on ``origin``,
+        made on first use (the lookup is inlined where they are used, per message)."""
+        attributes = {
+            key: value
+            for key, value in self.process_metrics.items()
+            if key in _PIPELINE_METRIC_KEYS
+        }
+        attributes[PIPELINE_ORIGIN] = origin
+        return remember(self._pipeline_metrics, origin, attributes)
+
+    def consumed(
+        self, timestamp_ms: int | None, carried: Origin | None, counted: bool
+    ) -> tuple[Origin, float]:
+        """Measure a record of this destination whose processing starts now: its age (from
+        its timestamp in epoch ms, None when it has none) and its pipeline's, begun at
+        ``carried`` (the origin the record carried on) or else at the record itself; count it
+        unless ``counted`` already. Returns the pipeline's origin and age (s)."""
+        now_ms = time.time_ns() // 1_000_000
+        if timestamp_ms is not None and timestamp_ms > 0:
+            self._record_age.record(max(0, now_ms - timestamp_ms) / 1000.0, self.process_metrics)
+        else:
+            timestamp_ms = now_ms
+        origin = carried or Origin(timestamp_ms, self.topic)
+        pipeline_age = max(0, now_ms - origin.ms) / 1000.0
+        if not counted:
+            self._consumed_messages.add(1, self.receive_metrics)
+        pipeline_attributes = self._pipeline_metrics.get(origin.topic)
+        if pipeline_attributes is None:
+            pipeline_attributes = self._pipeline_attributes(origin.topic)
+        self._pipeline_age.record(pipeline_age, pipeline_attributes)
+        return origin, pipeline_age
 
     def processed(self, elapsed: float) -> None:
         """Record how long a record of this destination was being processed."""
-        self.process_duration.record(elapsed, self.process_metrics)
+        self._process_duration.record(elapsed, self.process_metrics)
 
 
 class AttributeBuilder:
     """Builds and caches the attributes of one instrumentor's clients and topics."""
 
-    __slots__ = ("_clients", "_destinations", "_process_duration", "_settings")
+    __slots__ = ("_clients", "_destinations", "_instruments", "_settings")
 
-    def __init__(self, settings: Settings, process_duration: BudgetedHistogram) -> None:
+    def __init__(self, settings: Settings, instruments: MessagingInstruments) -> None:
         self._settings = settings
-        self._process_duration = process_duration
+        self._instruments = instruments
         self._clients: dict[ClientInfo, Attributes] = {}
         self._destinations: dict[tuple[int, str], Destination] = {}
 
@@ -164,19 +196,17 @@ class AttributeBuilder:
         key = (id(client), topic)
         destination = self._destinations.get(key)
         if destination is None or destination.client is not client:
-            if len(self._destinations) >= MEMO_LIMIT:
-                self._destinations.clear()
-            destination = Destination(client, topic, self.of_client(client), self._process_duration)
-            self._destinations[key] = destination
+            destination = remember(
+                self._destinations,
+                key,
+                Destination(client, topic, self.of_client(client), self._instruments),
+            )
         return destination
 
     def of_client(self, client: ClientInfo) -> Attributes:
         attributes = self._clients.get(client)
         if attributes is None:
-            attributes = client_attributes(client, self._settings)
-            if len(self._clients) >= MEMO_LIMIT:
-                self._clients.clear()  # clients created with ever new ids
-            self._clients[client] = attributes
+            attributes = remember(self._clients, client, client_attributes(client, self._settings))
         return attributes
 
     def message(self, key: object, value: object, headers: object) -> Attributes:

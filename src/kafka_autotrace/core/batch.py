@@ -17,7 +17,8 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from kafka_autotrace.core.adapter import ClientState, ReceiveAdapter
+from kafka_autotrace.core.adapter import ReceiveAdapter
+from kafka_autotrace.core.client import ClientState
 from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 _logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Callable
 from opentelemetry.metrics import Histogram
 from opentelemetry.util.types import AttributeValue
 
-from kafka_autotrace.core.settings import MEMO_LIMIT
+from kafka_autotrace.core.memo import remember
 
 _WINDOW_S = 1.0
 
@@ -75,7 +75,4 @@ class BudgetedHistogram:
 
     def _window(self, attributes: Mapping[str, AttributeValue], now: float) -> _Window:
         with self._lock:
-            if len(self._windows) >= MEMO_LIMIT:
-                self._windows.clear()  # attribute dicts made per call (error types)
-            window = self._windows[id(attributes)] = _Window(attributes, now + _WINDOW_S)
-        return window
+            return remember(self._windows, id(attributes), _Window(attributes, now + _WINDOW_S))

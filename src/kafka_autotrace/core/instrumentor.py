@@ -1,19 +1,7 @@
 """What every kafka-autotrace instrumentor shares: dependency check, telemetry set-up, undo,
-and taking over from the upstream instrumentor of the same client. Each client is described
-once, by a :class:`ClientSpec` in :mod:`kafka_autotrace.clients.registry`.
-
-``opentelemetry-instrument`` checks the ``instruments`` extra of a distribution as a whole, so a
-package that declared both Kafka clients there would be skipped whenever only one is installed.
-Each instrumentor therefore checks its own client's version when it instruments, and says
-clearly (once, in the log) when and why it stands aside.
-
-The OpenTelemetry contrib instrumentor of the same client (``opentelemetry-bootstrap -a
-install`` installs it beside any Kafka client) would trace every message a second time and write
-its own trace headers over ours. Unless it is disabled in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``,
-``instrument()`` takes over from it, whichever of the two ``opentelemetry-instrument`` loads
-first: one that already instruments is uninstrumented, and its ``instrument()`` and
-``uninstrument()`` do nothing until ours is uninstrumented (it is not re-instrumented then).
-One warning says so and how to choose the other one instead.
+and taking over from the upstream contrib instrumentor of the same client (docs/design.md,
+"Taking over from the upstream instrumentations"). Each client is described once, in
+:mod:`kafka_autotrace.clients.registry`, read here through :class:`ClientFacts`.
 """
 
 from __future__ import annotations
@@ -22,74 +10,59 @@ import abc
 import importlib
 import importlib.util
 import logging
-import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
-from opentelemetry.instrumentation.environment_variables import (
-    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS,
-)
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.disabled import DisabledInstrumentations
 from kafka_autotrace.core.settings import Settings
-from kafka_autotrace.core.telemetry import KafkaTelemetry
+from kafka_autotrace.core.telemetry import KafkaTelemetry, TelemetrySlot
 from kafka_autotrace.version import __version__
 
 _logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Upstream:
-    """The contrib instrumentor of the same client, e.g. ``opentelemetry.instrumentation.kafka``
-    ``KafkaInstrumentor``, registered as entry point ``kafka`` by
-    ``opentelemetry-instrumentation-kafka-python``."""
+class UpstreamFacts(Protocol):
+    """What the take-over needs to know of the contrib instrumentor of the same client."""
 
-    module: str
-    class_name: str
-    entry_point: str
-    distribution: str
+    @property
+    def module(self) -> str: ...
+
+    @property
+    def class_name(self) -> str: ...
+
+    @property
+    def entry_point(self) -> str: ...
+
+    @property
+    def distribution(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class ClientSpec:
-    """The facts about one supported client library, stated once."""
+class ClientFacts(Protocol):
+    """What an instrumentor needs to know of its client library."""
 
-    distribution: str
-    """Its distribution name, e.g. ``kafka-python``."""
-    requirement: str
-    """The supported range, e.g. ``"kafka-python >= 2.0.2, < 4"``."""
-    entry_point: str
-    """Our ``opentelemetry_instrumentor`` entry point name for it."""
-    instrumentor: str
-    """Where that entry point leads, as ``module:attribute``."""
-    upstream: Upstream
-    """The contrib instrumentor we take over from."""
-    tested_releases: tuple[str, ...]
-    """Releases the test suite runs against besides the newest (the oldest supported first)."""
+    @property
+    def distribution(self) -> str: ...
 
-    def load(self) -> type[KafkaClientInstrumentor]:
-        """The instrumentor class, imported as ``opentelemetry-instrument`` would."""
-        module, _, attribute = self.instrumentor.partition(":")
-        loaded: type[KafkaClientInstrumentor] = getattr(importlib.import_module(module), attribute)
-        return loaded
+    @property
+    def requirement(self) -> str: ...
+
+    @property
+    def entry_point(self) -> str: ...
+
+    @property
+    def upstream(self) -> UpstreamFacts: ...
 
 
 def _stand_aside(**kwargs: Any) -> None:
     """The upstream instrumentor's ``_instrument`` and ``_uninstrument`` while we trace."""
-
-
-def _disabled_instrumentations() -> set[str]:
-    """The entry point names ``opentelemetry-instrument`` skips, parsed as it parses them."""
-    raw = os.environ.get(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, "")
-    return {name.strip() for name in raw.split(",") if name.strip()}
 
 
 class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
@@ -100,8 +73,8 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
     environment), ``produce_hook(span, topic, key, value)`` and ``consume_hook(span, record)``.
     """
 
-    client: ClientSpec
-    instrumenter: Instrumenter
+    client: ClientFacts
+    telemetry_slot: TelemetrySlot
     """Where the adapter's wrappers find the telemetry while this instrumentor is on."""
     _upstream_instance: Any = None
     """The upstream instrumentor we stood aside while we trace, to restore on uninstrument."""
@@ -143,12 +116,12 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
                 self.client.upstream.distribution,
                 exc_info=True,
             )
-        self.instrumenter.telemetry = telemetry
+        self.telemetry_slot.telemetry = telemetry
         self._patch()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._unpatch()
-        self.instrumenter.telemetry = None
+        self.telemetry_slot.telemetry = None
         upstream, self._upstream_instance = self._upstream_instance, None
         if upstream is not None:
             for name in ("_instrument", "_uninstrument"):
@@ -158,7 +131,7 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
     def _take_over_from_upstream(self) -> None:
         """Stand the upstream instrumentor aside, unless it is not installed or is disabled."""
         upstream = self.client.upstream
-        if upstream.entry_point in _disabled_instrumentations() or (
+        if DisabledInstrumentations.from_env().disables(upstream.entry_point) or (
             importlib.util.find_spec(upstream.module) is None
         ):
             return

@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
@@ -23,9 +23,6 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_DESTINATION_PARTITION_ID,
 )
-
-if TYPE_CHECKING:
-    from kafka_autotrace.core.adapter import ClientState, ReceiveAdapter
 
 _logger = logging.getLogger(__name__)
 
@@ -37,6 +34,49 @@ CONSUMER_LAG = "kafka_autotrace.consumer.lag"
 application, per assigned partition."""
 
 
+Lag = tuple[str, int, int]
+"""``(topic, partition, messages)`` of one assigned partition."""
+
+
+class LagState:
+    """What one consumer keeps for its lag to be reported."""
+
+    __slots__ = ("due", "handed", "lags", "reported")
+
+    def __init__(self) -> None:
+        self.reported = False
+        """Whether this consumer's lag is reported (from its first call on)."""
+        self.handed: dict[tuple[str, int], int] = {}
+        """The next offset per (topic, partition) after the records this consumer handed to
+        the application, for libraries that cannot tell their position safely."""
+        self.lags: list[Lag] = []
+        """The lag per partition as last read in the application's thread, for consumers that
+        cannot be read from another (:attr:`LagReader.lag_read_anywhere`)."""
+        self.due = 0.0
+        """When (monotonic) :attr:`lags` is next read."""
+
+
+class LagReader(Protocol):
+    """How one client library's consumers tell their lag (a receive adapter)."""
+
+    @property
+    def lag_read_anywhere(self) -> bool:
+        """Whether the metric reader's thread may read a consumer's lag while the application
+        uses it; if not, the lag is read before the application's calls, at most every
+        :data:`REFRESH_S`, and that is reported."""
+        ...
+
+    def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
+        """The partitions assigned to ``consumer``, in the library's own type; read without
+        blocking."""
+        ...
+
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
+        """The lag of one assigned partition, None while unknown: from what the consumer knows
+        already, or with a short timeout."""
+        ...
+
+
 class ConsumerLag:
     """The consumers whose lag is reported, weakly held."""
 
@@ -44,14 +84,15 @@ class ConsumerLag:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._consumers: weakref.WeakKeyDictionary[Any, tuple[ClientState, ReceiveAdapter]] = (
+        self._consumers: weakref.WeakKeyDictionary[Any, tuple[str | None, LagState, LagReader]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def track(self, consumer: Any, state: ClientState, adapter: ReceiveAdapter) -> None:
+    def track(self, consumer: Any, group: str | None, lag: LagState, reader: LagReader) -> None:
+        """Report ``consumer``'s lag, with its consumer ``group`` as an attribute."""
         try:
             with self._lock:
-                self._consumers[consumer] = (state, adapter)
+                self._consumers[consumer] = (group, lag, reader)
         except TypeError:  # not weakly referenceable: its lag is not reported
             _logger.debug("kafka-autotrace: cannot report the lag of %r", consumer)
 
@@ -63,9 +104,8 @@ class ConsumerLag:
         with self._lock:
             consumers = list(self._consumers.items())
         observations = []
-        for consumer, (state, adapter) in consumers:
-            lags = read_lags(consumer, state, adapter) if adapter.lag_read_anywhere else state.lags
-            group = state.info.consumer_group
+        for consumer, (group, lag, reader) in consumers:
+            lags = read_lags(consumer, lag, reader) if reader.lag_read_anywhere else lag.lags
             for topic, partition, messages in lags:
                 attributes: dict[str, str] = {
                     MESSAGING_DESTINATION_NAME: topic,
@@ -77,30 +117,28 @@ class ConsumerLag:
         return observations
 
 
-def read_lags(
-    consumer: Any, state: ClientState, adapter: ReceiveAdapter
-) -> list[tuple[str, int, int]]:
-    """``(topic, partition, lag)`` of each assigned partition whose lag can be read now."""
+def read_lags(consumer: Any, lag: LagState, reader: LagReader) -> list[Lag]:
+    """The lag of each assigned partition whose lag can be read now."""
     try:
-        partitions = list(adapter.assigned_partitions(consumer))
+        partitions = list(reader.assigned_partitions(consumer))
     except Exception:
         _logger.debug("kafka-autotrace: reading an assignment failed", exc_info=True)
         return []
-    lags = []
+    lags: list[Lag] = []
     for partition in partitions:
         try:
-            lag = adapter.partition_lag(consumer, state, partition)
+            partition_lag = reader.partition_lag(consumer, lag, partition)
         except Exception:
             _logger.debug("kafka-autotrace: reading a lag failed", exc_info=True)
             continue
-        if lag is not None:
-            lags.append(lag)
+        if partition_lag is not None:
+            lags.append(partition_lag)
     return lags
 
 
-def refresh_lags(consumer: Any, state: ClientState, adapter: ReceiveAdapter) -> None:
+def refresh_lags(consumer: Any, lag: LagState, reader: LagReader) -> None:
     """Read the lag in the application's thread, at most every :data:`REFRESH_S`."""
     now = time.monotonic()
-    if now >= state.lags_due:
-        state.lags_due = now + REFRESH_S
-        state.lags = read_lags(consumer, state, adapter)
+    if now >= lag.due:
+        lag.due = now + REFRESH_S
+        lag.lags = read_lags(consumer, lag, reader)

@@ -27,8 +27,8 @@ from opentelemetry.util.types import AttributeValue
 
 from kafka_autotrace.core.budget import BudgetedHistogram
 from kafka_autotrace.core.lag import CONSUMER_LAG, ConsumerLag
+from kafka_autotrace.core.memo import remember
 from kafka_autotrace.core.sdk import is_api_meter
-from kafka_autotrace.core.settings import MEMO_LIMIT
 
 # The bucket boundaries the messaging semantic conventions recommend for duration histograms.
 DURATION_BUCKETS_S = (
@@ -81,10 +81,8 @@ class MessageCount:
         cell = self._by_content.get(key)
         if cell is None:
             cell = self._by_content[key] = [attributes, 0]
-        if len(self._by_identity) >= MEMO_LIMIT:
-            self._by_identity.clear()  # dicts made per call (error types): counts stay
-        known = self._by_identity[id(attributes)] = (attributes, cell)
-        return known
+        # Dicts made per call (error types) fill the memo: the counts stay.
+        return remember(self._by_identity, id(attributes), (attributes, cell))
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:

@@ -1,21 +1,6 @@
-"""Where a message's pipeline began: the first send of the chain of messages it descends from.
-
-A send made while the application handles a consumed record carries that record's origin
-forward, in a record header of ours, :data:`ORIGIN_HEADER`, ``<epoch milliseconds> <topic>``
-in ASCII. Any other send starts a pipeline and needs no header: its record's timestamp and
-topic are the origin, which the consumer reads from the record itself (so the first hop of
-every pipeline pays for no header). The consumer records ``kafka_autotrace.pipeline.age``, now
-minus the origin, so "time to glass" is measured for every message whether or not it was
-sampled. A pipeline begins at its first record's timestamp: the send time, unless the
-application set a timestamp of its own or the topic keeps the broker's append time.
-
-Wall-clock time, because record timestamps are rewritten at every hop and monotonic clocks do
-not compare across processes; a header of our own, not baggage, so nothing leaks into HTTP
-calls. The rule for trusting an origin that comes in: it must read as digits, one space and a
-legal topic name (1 to 249 of ``A-Za-z0-9._-``), and lie no later than :data:`CLOCK_SKEW_MS`
-after now. Anything else is ignored, and the record counts as the start of its own pipeline
-(its timestamp and topic), as does a record from a producer we do not trust (incoming context
-``link`` or ``ignore``) or one that carries no origin.
+"""Where a message's pipeline began (:class:`Origin`): carried on, hop to hop, in a header of
+ours, :data:`ORIGIN_HEADER`, and trusted only when well formed and no later than
+:data:`CLOCK_SKEW_MS` after now. Why and how: docs/design.md, "Time to glass".
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from kafka_autotrace.core.pipeline import ORIGIN_HEADER, Origin, with_origin
 
+HEADERS_MIN_API = (0, 11)
+"""The oldest Kafka API whose records carry headers (Kafka 0.11, KIP-82, Produce API v3)."""
 HeaderValue = Optional[object]
 """A header value as found on a record: normally bytes, but str and None occur."""
 

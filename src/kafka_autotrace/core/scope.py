@@ -1,16 +1,7 @@
-"""Keeping a consumer's process span current while the application handles the message.
-
-A consumer hands a message to the application by *returning* it, so the process span cannot
-be a ``with`` block: it is made current when the message is returned and ended at the
-consumer's next poll/next/consume/close. That next call may come from another thread or
-another asyncio task than the one that attached the context, where detaching would corrupt or
-log errors; :class:`ProcessScope` detaches only where it attached, and always ends the span.
-
-Nor do scopes end in the order they started when one loop polls several consumers in turn, and
-OpenTelemetry's attach/detach assume that they do: detaching out of order puts back a context
-whose span has ended, which then stays current. So a scope restores the context only when its
-own is current, and then restores the application's context from below every process scope
-stacked in this thread or task, never another scope's.
+"""Keeping a consumer's process span current while the application handles its record
+(:class:`ProcessScope`, one open per consumer in :class:`ConsumerScopes`), and suppressing
+nested instrumented calls. Why a scope detaches only where it attached: docs/design.md,
+"Keeping the process span current".
 """
 
 from __future__ import annotations
@@ -38,16 +29,16 @@ _TOP: contextvars.ContextVar[tuple[Context, Context] | None] = contextvars.Conte
 """The context the last scope attached here and the application context below it."""
 
 
-def is_suppressed() -> bool:
-    """True inside an instrumented call, so that nested instrumented calls (an iterator built
-    on poll(), a serializing producer built on produce()) create no second span."""
-    return _SUPPRESSED.get()
+is_suppressed: Callable[[], bool] = _SUPPRESSED.get
+"""True inside an instrumented call, so that nested instrumented calls (an iterator built
+on poll(), a serializing producer built on produce()) create no second span. The context
+variable's own getter, asked on every call: no Python function around it."""
 
 
-class _Suppression:
-    """The context manager :func:`suppressed` returns: a plain class, because it wraps every
-    record a kafka-python iterator returns, where a generator-based one costs three times as
-    much."""
+class Suppressed:
+    """``with Suppressed():`` marks the calls inside as nested in an instrumented one. A plain
+    class, made directly: it wraps every record a kafka-python iterator returns, where a
+    generator-based context manager costs three times as much, and a factory one call more."""
 
     __slots__ = ("_token",)
 
@@ -56,11 +47,6 @@ class _Suppression:
 
     def __exit__(self, *exc_info: object) -> None:
         _SUPPRESSED.reset(self._token)
-
-
-def suppressed() -> _Suppression:
-    """``with suppressed():`` marks the calls inside as nested in an instrumented one."""
-    return _Suppression()
 
 
 class ProcessScope:

@@ -1,21 +1,5 @@
-"""Whether an OpenTelemetry SDK stands behind our tracer and meter.
-
-With the API alone (no SDK installed, or none set up yet) every span is a no-op and every
-measurement is dropped, so building attributes, timing sends and following the broker's
-answers would cost the application for nothing. All the API's no-op tracer does is hand back
-the current span, so that a service without an SDK still carries the trace context on from
-the records it consumes to those it produces. :meth:`SdkPresence.idle` tells the core when
-that is all there is to do.
-
-Our tracer and meter come from ``trace.get_tracer`` and ``metrics.get_meter``. Without a
-provider, those are proxies that start delegating as soon as a global provider is set, which
-may happen after instrumentation (an application that sets up its SDK in code, after
-``opentelemetry-instrument`` instrumented it). So while the answer is "idle" the question is
-asked again, at most every :data:`RECHECK_S` seconds: asking costs more than the rest of an
-idle message (the API looks the provider variables up in ``os.environ`` on every call), and a
-provider set up late then goes unused for a tenth of a second at most, in which records still
-carry the trace context on. Once an SDK is behind either, the answer is kept, since a global
-provider can only be set once.
+"""Whether an OpenTelemetry SDK stands behind our tracer and meter (:class:`SdkPresence`);
+without one the core only carries the trace context on (docs/design.md, "Without an SDK").
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every setting is optional. The defaults give the span model of the design: trace context is
 propagated and continued, the message key is recorded, nothing else from the message is.
 A malformed value falls back to the default with a warning instead of stopping the
-application, because configuration mistakes must never take a service down.
+application, because configuration mistakes must never take a service down; :meth:`Settings.read`
+returns those problems as data (for the doctor).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from kafka_autotrace.core.memo import remember
 
 _logger = logging.getLogger(__name__)
 
@@ -27,6 +30,19 @@ ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
 ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
 ENV_MAX_INFLIGHT_SPANS = "KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS"
 ENV_HISTOGRAM_BUDGET = "KAFKA_AUTOTRACE_HISTOGRAM_BUDGET"
+VARIABLES: Mapping[str, str] = {
+    "capture_headers": ENV_CAPTURE_HEADERS,
+    "capture_key": ENV_CAPTURE_KEY,
+    "capture_body_size": ENV_CAPTURE_BODY_SIZE,
+    "capture_client": ENV_CAPTURE_CLIENT,
+    "exclude_topics": ENV_EXCLUDE_TOPICS,
+    "incoming_context": ENV_INCOMING_CONTEXT,
+    "propagate": ENV_PROPAGATE,
+    "batch_process_spans": ENV_BATCH_PROCESS_SPANS,
+    "max_inflight_spans": ENV_MAX_INFLIGHT_SPANS,
+    "histogram_budget": ENV_HISTOGRAM_BUDGET,
+}
+"""The environment variable of each setting, in the order of :class:`Settings`' fields."""
 
 DEFAULT_MAX_INFLIGHT_SPANS = 100_000
 """librdkafka's default ``queue.buffering.max.messages``: one producer at its default limit never
@@ -35,9 +51,6 @@ reaches the cap, while a client that can hold far more unacknowledged messages (
 DEFAULT_HISTOGRAM_BUDGET = 500
 """Measurements a second per histogram and attribute set: more than an ordinary service makes,
 and few enough that a busy one spends a bounded share of its CPU on them."""
-MEMO_LIMIT = 4096
-"""Entries a per-name memo (topic exclusion, client attributes) holds before starting over."""
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -82,19 +95,31 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        return cls(
-            capture_headers=_names(env.get(ENV_CAPTURE_HEADERS, "")),
-            capture_key=_flag(env, ENV_CAPTURE_KEY, True),
-            capture_body_size=_flag(env, ENV_CAPTURE_BODY_SIZE, False),
-            capture_client=_flag(env, ENV_CAPTURE_CLIENT, False),
-            exclude_topics=_names(env.get(ENV_EXCLUDE_TOPICS, "")),
-            incoming_context=_incoming_context(env.get(ENV_INCOMING_CONTEXT, "")),
-            propagate=_flag(env, ENV_PROPAGATE, True),
-            batch_process_spans=_flag(env, ENV_BATCH_PROCESS_SPANS, True),
-            max_inflight_spans=_count(env, ENV_MAX_INFLIGHT_SPANS, DEFAULT_MAX_INFLIGHT_SPANS),
-            histogram_budget=_count(env, ENV_HISTOGRAM_BUDGET, DEFAULT_HISTOGRAM_BUDGET),
+        """The settings ``environ`` (default: the process environment) gives; each value
+        that had to be ignored is logged as a warning."""
+        settings, problems = cls.read(environ)
+        for problem in problems.values():
+            _logger.warning("%s", problem)
+        return settings
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> tuple[Settings, dict[str, str]]:
+        """The settings ``environ`` gives, and per variable whose value was ignored (the
+        default used instead) the reason why."""
+        env = _Environment(os.environ if environ is None else environ)
+        settings = cls(
+            capture_headers=env.names(ENV_CAPTURE_HEADERS),
+            capture_key=env.flag(ENV_CAPTURE_KEY, True),
+            capture_body_size=env.flag(ENV_CAPTURE_BODY_SIZE, False),
+            capture_client=env.flag(ENV_CAPTURE_CLIENT, False),
+            exclude_topics=env.names(ENV_EXCLUDE_TOPICS),
+            incoming_context=env.incoming_context(ENV_INCOMING_CONTEXT),
+            propagate=env.flag(ENV_PROPAGATE, True),
+            batch_process_spans=env.flag(ENV_BATCH_PROCESS_SPANS, True),
+            max_inflight_spans=env.count(ENV_MAX_INFLIGHT_SPANS, DEFAULT_MAX_INFLIGHT_SPANS),
+            histogram_budget=env.count(ENV_HISTOGRAM_BUDGET, DEFAULT_HISTOGRAM_BUDGET),
         )
+        return settings, env.problems
 
     def is_excluded(self, topic: str) -> bool:
         """Whether ``topic`` matches one of the excluded globs; memoised per topic because it
@@ -104,52 +129,52 @@ class Settings:
         excluded = self._excluded_cache.get(topic)
         if excluded is None:
             excluded = any(fnmatch.fnmatchcase(topic, glob) for glob in self.exclude_topics)
-            if len(self._excluded_cache) >= MEMO_LIMIT:
-                # Topic names can be generated (one per tenant, per day): start over rather
-                # than grow without bound.
-                self._excluded_cache.clear()
-            self._excluded_cache[topic] = excluded
+            remember(self._excluded_cache, topic, excluded)
         return excluded
 
 
-def _names(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+class _Environment:
+    """Reads settings from an environment mapping, noting each value it had to ignore."""
 
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.problems: dict[str, str] = {}
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
+    def names(self, name: str) -> tuple[str, ...]:
+        raw = self._env.get(name, "")
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        self.problems[name] = f"{name}={raw!r} is not a boolean; using {default}"
         return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    _logger.warning("%s=%r is not a boolean; using %s", name, raw, default)
-    return default
 
-
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
+    def count(self, name: str, default: int) -> int:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value >= 0:
+            return value
+        self.problems[name] = f"{name}={raw!r} is not a whole number >= 0; using {default}"
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value >= 0:
-        return value
-    _logger.warning("%s=%r is not a whole number >= 0; using %s", name, raw, default)
-    return default
 
-
-def _incoming_context(raw: str) -> IncomingContext:
-    value = raw.strip().lower()
-    if not value:
-        return IncomingContext.PARENT
-    try:
-        return IncomingContext(value)
-    except ValueError:
-        _logger.warning(
-            "%s=%r is not one of parent, link, ignore; using parent", ENV_INCOMING_CONTEXT, raw
-        )
-        return IncomingContext.PARENT
+    def incoming_context(self, name: str) -> IncomingContext:
+        raw = self._env.get(name, "")
+        value = raw.strip().lower()
+        if not value:
+            return IncomingContext.PARENT
+        try:
+            return IncomingContext(value)
+        except ValueError:
+            self.problems[name] = f"{name}={raw!r} is not one of parent, link, ignore; using parent"
+            return IncomingContext.PARENT

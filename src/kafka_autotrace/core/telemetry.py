@@ -1,15 +1,7 @@
-"""The spans and measurements of one instrumentor: send, process and poll.
-
-:class:`KafkaTelemetry` starts a send span (:meth:`~KafkaTelemetry.start_send`, answered through
-the returned :class:`~kafka_autotrace.core.sending.PendingSend`), a process span for a record
-handed to the application (:meth:`~KafkaTelemetry.start_process`) and the poll span of a batch
-(:meth:`~KafkaTelemetry.record_poll`). Span names, attributes, parentage and metrics are
-decided here, so every client emits the same telemetry.
-
-With no SDK behind our tracer and meter, each does only what the API's no-op tracer would
-do, the *pass-through*: the current context goes into a send's headers, and a consumed
-record's producer context is current while it is handled, so a service without an SDK still
-carries traces on; nothing is built, timed or followed.
+"""The spans and measurements of one instrumentor (:class:`KafkaTelemetry`: send, process and
+poll, named, parented and measured here so that every client emits the same telemetry), and
+:class:`TelemetrySlot`, where a client's wrappers find it. With no SDK it only carries the
+trace context on (docs/design.md, "Without an SDK").
 """
 
 from __future__ import annotations
@@ -40,21 +32,24 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from kafka_autotrace.core.adapter import ClientInfo, ClientState, ReceiveAdapter, RecordGetter
+from kafka_autotrace.core.adapter import RecordGetter
 from kafka_autotrace.core.attributes import (
     PIPELINE_AGE_ATTRIBUTE,
     PIPELINE_ORIGIN,
     RECEIVE,
     AttributeBuilder,
+    Attributes,
 )
+from kafka_autotrace.core.client import ClientInfo, ClientState
 from kafka_autotrace.core.inflight import InflightCap
+from kafka_autotrace.core.lag import LagReader
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
-from kafka_autotrace.core.pipeline import ORIGIN_HEADER, Origin, origin_in, with_origin
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_origin
 from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
 from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
-from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.sending import PassThroughSend, PendingSend, Send
 from kafka_autotrace.core.settings import Settings
 
 _logger = logging.getLogger(__name__)
@@ -85,7 +80,7 @@ class KafkaTelemetry:
         self._tracer = tracer
         self._sdk = SdkPresence(tracer, meter)
         self._instruments = MessagingInstruments.create(meter, settings.histogram_budget)
-        self._attributes = AttributeBuilder(settings, self._instruments.process_duration)
+        self._attributes = AttributeBuilder(settings, self._instruments)
         self._parenting = Parenting(settings.incoming_context)
         self._cap = InflightCap(settings.max_inflight_spans)
         self._produce_hook = produce_hook
@@ -110,7 +105,7 @@ class KafkaTelemetry:
         value: object,
         partition: object,
         headers: object,
-    ) -> PendingSend | None:
+    ) -> Send | None:
         """Start the ``send {topic}`` span in the current context; None for excluded topics
         and for a pass-through with nothing to carry."""
         if not isinstance(topic, str) or self.settings.is_excluded(topic):
@@ -139,7 +134,7 @@ class KafkaTelemetry:
         pending.origin = origin_in()
         return pending
 
-    def _pass_send_through(self, topic: str, key: object, value: object) -> PendingSend | None:
+    def _pass_send_through(self, topic: str, key: object, value: object) -> PassThroughSend | None:
         span = get_current_span()
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
@@ -149,9 +144,9 @@ class KafkaTelemetry:
         origin = origin_in()
         if not trace_headers and origin is None:
             return None
-        return PendingSend.passing_through(span, trace_headers, origin)
+        return PassThroughSend(span, trace_headers, origin)
 
-    def headers_for(self, pending: PendingSend, headers: object) -> object:
+    def headers_for(self, pending: Send, headers: object) -> object:
         """The headers to send: the caller's plus the propagator's and the pipeline origin, in
         a new container."""
         trace_headers = pending.trace_headers
@@ -163,11 +158,13 @@ class KafkaTelemetry:
 
     # -- consumer ---------------------------------------------------------------------------
 
-    def report_lag(self, consumer: object, state: ClientState, adapter: ReceiveAdapter) -> None:
+    def report_lag(self, consumer: object, state: ClientState, reader: LagReader) -> None:
         """Report ``consumer``'s lag from now on, until :meth:`stop_reporting_lag`."""
         if not self._sdk.idle():
-            state.lag_reported = True
-            self._instruments.consumer_lag.track(consumer, state, adapter)
+            state.lag.reported = True
+            self._instruments.consumer_lag.track(
+                consumer, state.info.consumer_group, state.lag, reader
+            )
 
     def stop_reporting_lag(self, consumer: object) -> None:
         self._instruments.consumer_lag.forget(consumer)
@@ -206,37 +203,31 @@ class KafkaTelemetry:
             attributes=destination.process_attributes,
             links=links,
         )
-        now_ms = time.time_ns() // 1_000_000
-        timestamp_ms = getter.timestamp_ms(record)
-        record_age = None
-        if timestamp_ms is not None and timestamp_ms > 0:
-            record_age = max(0, now_ms - timestamp_ms) / 1000.0
-        else:
-            timestamp_ms = now_ms
-        origin = origin_in(parent) or Origin(timestamp_ms, topic)
-        pipeline_age = max(0, now_ms - origin.ms) / 1000.0
+        origin, pipeline_age = destination.consumed(
+            getter.timestamp_ms(record), origin_in(parent), counted
+        )
         if span.is_recording():
-            attributes = self._attributes.message(getter.key(record), getter.value(record), headers)
-            partition = getter.partition(record)
-            if partition is not None:
-                attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
-            offset = getter.offset(record)
-            if offset is not None:
-                attributes[MESSAGING_KAFKA_OFFSET] = offset
+            attributes = self._record_attributes(record, getter, headers)
             attributes[PIPELINE_ORIGIN] = origin.topic
             attributes[PIPELINE_AGE_ATTRIBUTE] = pipeline_age
             span.set_attributes(attributes)
         if self._consume_hook is not None:
             _run_hook(self._consume_hook, span, record)
-        if not counted:
-            self._instruments.consumed_messages.add(1, destination.receive_metrics)
-        if record_age is not None:
-            self._instruments.record_age.record(record_age, destination.process_metrics)
-        self._instruments.pipeline_age.record(
-            pipeline_age, destination.pipeline_metrics(origin.topic)
-        )
         context = with_origin(set_span_in_context(span, parent), origin)
         return ProcessScope(span, context, destination.processed)
+
+    def _record_attributes(
+        self, record: RecordT, getter: RecordGetter[RecordT], headers: object
+    ) -> Attributes:
+        """What a recording process span gets of its record."""
+        attributes = self._attributes.message(getter.key(record), getter.value(record), headers)
+        partition = getter.partition(record)
+        if partition is not None:
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        offset = getter.offset(record)
+        if offset is not None:
+            attributes[MESSAGING_KAFKA_OFFSET] = offset
+        return attributes
 
     def _pass_process_through(self, record: object, parent: Context) -> ProcessScope | None:
         span = get_current_span(parent)
@@ -306,6 +297,16 @@ class KafkaTelemetry:
             receive_attributes = self._attributes.destination(client, topic).receive_metrics
             self._instruments.consumed_messages.add(count, receive_attributes)
             self._instruments.operation_duration.record(duration, receive_attributes)
+
+
+class TelemetrySlot:
+    """Where the wrappers of one client library find the telemetry: set while its instrumentor
+    is instrumented, None otherwise."""
+
+    __slots__ = ("telemetry",)
+
+    def __init__(self) -> None:
+        self.telemetry: KafkaTelemetry | None = None
 
 
 def _run_hook(hook: Callable[..., None], *args: object) -> None:

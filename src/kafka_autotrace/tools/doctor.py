@@ -13,24 +13,22 @@ a real broker, with no mocks. Findings are data; :meth:`Report.render` is the on
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import importlib.metadata
-import logging
 import platform
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 
-from kafka_autotrace.clients.registry import CLIENTS
-from kafka_autotrace.core import settings as settings_module
-from kafka_autotrace.core.instrumentor import ClientSpec
-from kafka_autotrace.core.settings import Settings
+from kafka_autotrace.clients.registry import CLIENTS, KAFKA_PYTHON
+from kafka_autotrace.clients.spec import ClientSpec
+from kafka_autotrace.core.disabled import DisabledInstrumentations
+from kafka_autotrace.core.propagation import HEADERS_MIN_API
+from kafka_autotrace.core.settings import VARIABLES, Settings
 from kafka_autotrace.version import __version__
 
 __all__ = [
@@ -53,8 +51,6 @@ _OTLP_PACKAGES = {
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """The distribution name at the start of a requirement string (PEP 508)."""
-_HEADERS_SINCE = (0, 11)
-"""Record headers arrived with Kafka 0.11 (KIP-82, Produce API v3)."""
 
 
 class Status(enum.Enum):
@@ -119,7 +115,7 @@ def diagnose(
 ) -> Report:
     """Every check, for the environment ``environ`` and, given bootstrap servers, a broker."""
     instrumentors = _entry_points(_INSTRUMENTOR_GROUP)
-    disabled = _disabled(environ)
+    disabled = DisabledInstrumentations.from_env(environ)
     installed = [client for client in CLIENTS if _installed_version(client.distribution)]
     client_findings = []
     instrumentation = []
@@ -150,8 +146,7 @@ def diagnose(
         Section("Configuration", tuple(check_configuration(environ))),
     ]
     if bootstrap_servers:
-        distributions = [client.distribution for client in installed]
-        broker = check_broker(bootstrap_servers, timeout, distributions)
+        broker = check_broker(bootstrap_servers, timeout, installed)
         sections.append(Section(f"Broker {bootstrap_servers}", tuple(broker)))
     return Report(tuple(sections))
 
@@ -177,7 +172,9 @@ def check_client_version(requirement: str) -> Finding:
 
 
 def check_registered(
-    client: ClientSpec, entry_point: importlib.metadata.EntryPoint | None, disabled: set[str]
+    client: ClientSpec,
+    entry_point: importlib.metadata.EntryPoint | None,
+    disabled: DisabledInstrumentations,
 ) -> Finding:
     """Whether ``opentelemetry-instrument`` will load our instrumentor for ``client``."""
     name = client.entry_point
@@ -187,11 +184,12 @@ def check_registered(
             f"{name} is not registered, so {client.distribution} is not instrumented",
             "install kafka-autotrace into the environment the application runs in",
         )
-    if not _enabled(name, disabled):
+    disabling = disabled.disabling(name)
+    if disabling is not None:
         return Finding(
             Status.FAIL,
             f"{name} is disabled by {_DISABLED}: {client.distribution} messages are not traced",
-            f"remove {'*' if '*' in disabled else name} from {_DISABLED}",
+            f"remove {disabling} from {_DISABLED}",
         )
     return Finding(Status.OK, f"{name} is registered and enabled")
 
@@ -199,13 +197,13 @@ def check_registered(
 def check_upstream(
     client: ClientSpec,
     instrumentors: Sequence[importlib.metadata.EntryPoint],
-    disabled: set[str],
+    disabled: DisabledInstrumentations,
     ours_active: bool,
 ) -> Finding:
     """Whether an upstream contrib instrumentor is enabled beside ours, which then takes over
     from it (see :mod:`kafka_autotrace.core.instrumentor`)."""
     upstream = [ep for ep in instrumentors if ep.value.split(":")[0] == client.upstream.module]
-    enabled = [ep for ep in upstream if _enabled(ep.name, disabled)]
+    enabled = [ep for ep in upstream if not disabled.disables(ep.name)]
     if not upstream:
         return Finding(Status.OK, f"{client.upstream.distribution} (upstream) is not installed")
     if not enabled:
@@ -275,19 +273,14 @@ def check_exporter(environ: Mapping[str, str]) -> Finding:
 def check_configuration(environ: Mapping[str, str]) -> list[Finding]:
     """The effective ``KAFKA_AUTOTRACE_*`` settings and the OpenTelemetry variables that decide
     where spans go; values the instrumentation would reject are warnings."""
-    with _captured_warnings(settings_module.__name__) as rejected:
-        effective = Settings.from_env(environ)
+    effective, problems = Settings.read(environ)
     findings = []
-    for field in dataclasses.fields(Settings):
-        # A setting read from the environment has its variable in an ENV_<FIELD> constant.
-        variable = getattr(settings_module, f"ENV_{field.name.upper()}", None)
-        if variable is None:
-            continue
-        value = _show(getattr(effective, field.name))
+    for name, variable in VARIABLES.items():
+        value = _show(getattr(effective, name))
         origin = "" if variable in environ else " (default)"
-        problems = [message for message in rejected if message.startswith(variable)]
-        if problems:
-            text = f"{variable} = {value}, because {problems[0]}"
+        problem = problems.get(variable)
+        if problem is not None:
+            text = f"{variable} = {value}, because {problem}"
             findings.append(Finding(Status.WARN, text, "correct the value or unset the variable"))
         else:
             findings.append(Finding(Status.INFO, f"{variable} = {value}{origin}"))
@@ -323,104 +316,58 @@ def check_configuration(environ: Mapping[str, str]) -> list[Finding]:
 
 
 def check_broker(
-    bootstrap_servers: str, timeout: float, distributions: Sequence[str]
+    bootstrap_servers: str, timeout: float, clients: Sequence[ClientSpec]
 ) -> list[Finding]:
-    """Reach the broker with each installed client, as the application would.
+    """Reach the broker with each installed client (``clients``), as the application would,
+    through the probe its registry entry names.
 
     Record headers need Kafka 0.11 (Produce API v3): without them the trace context cannot
-    travel with a message. kafka-python reports the API version it negotiated through
-    ApiVersions; confluent-kafka does not expose it, so it proves reachability only.
+    travel with a message. Only clients that negotiate the API version can tell; the others
+    prove reachability only.
     """
     findings = []
-    if "kafka-python" in distributions:
-        findings.append(_probe_kafka_python(bootstrap_servers, timeout))
-    else:
-        findings.append(
-            Finding(Status.INFO, "record header support not checked: it needs kafka-python")
-        )
-    if "confluent-kafka" in distributions:
-        findings.append(_probe_confluent_kafka(bootstrap_servers, timeout))
-    if "aiokafka" in distributions:
-        findings.append(_probe_aiokafka(bootstrap_servers, timeout))
+    for client in CLIENTS:
+        if client in clients:
+            findings.append(_probe(client, bootstrap_servers, timeout))
+        elif client.negotiates_api_version:
+            findings.append(
+                Finding(
+                    Status.INFO,
+                    f"record header support not checked: it needs {client.distribution}",
+                )
+            )
     return findings
 
 
-def _probe_kafka_python(bootstrap_servers: str, timeout: float) -> Finding:
-    from kafka import KafkaConsumer
-
-    # kafka-python 3 bounds the bootstrap with bootstrap_timeout_ms; 2.x with the version probe.
-    timeout_key = (
-        "bootstrap_timeout_ms"
-        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG
-        else "api_version_auto_timeout_ms"
-    )
+def _probe(client: ClientSpec, bootstrap_servers: str, timeout: float) -> Finding:
+    name = client.distribution
     try:
-        # The client logs a failed bootstrap at ERROR; the finding says it better.
-        with _captured_warnings("kafka"):
-            consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap_servers, **{timeout_key: int(timeout * 1000)}
-            )
+        reached = client.load_probe()(bootstrap_servers, timeout)
     except Exception as exc:
-        return _unreachable("kafka-python", bootstrap_servers, timeout, exc)
-    try:
-        return check_header_support(tuple(consumer.config["api_version"]))
-    finally:
-        consumer.close()
+        return _unreachable(name, bootstrap_servers, timeout, exc)
+    if reached.api_version is not None:
+        return check_header_support(reached.api_version, name)
+    count = reached.brokers or 0
+    listed = f"{count} broker{'s' * (count > 1)}"
+    return Finding(Status.OK, f"{name} reached it; metadata lists {listed}")
 
 
-def check_header_support(api_version: tuple[int, ...]) -> Finding:
-    """The verdict on the API version kafka-python negotiated with the broker (the same value
-    the kafka-python adapter consults before adding trace headers)."""
+def check_header_support(
+    api_version: tuple[int, ...], client: str = KAFKA_PYTHON.distribution
+) -> Finding:
+    """The verdict on the API version ``client`` negotiated with the broker (the same value
+    its adapter consults before adding trace headers)."""
     shown = ".".join(map(str, api_version))
-    if api_version < _HEADERS_SINCE:
+    if api_version < HEADERS_MIN_API:
         return Finding(
             Status.FAIL,
-            f"kafka-python reached it; the broker only supports the Kafka {shown} API, older "
+            f"{client} reached it; the broker only supports the Kafka {shown} API, older "
             "than 0.11: messages cannot carry headers, so no trace continues past a producer",
             "upgrade the broker to Kafka 0.11 or later",
         )
     return Finding(
         Status.OK,
-        f"kafka-python reached it; the broker supports the Kafka {shown} API: "
-        "record headers supported",
-    )
-
-
-def _probe_confluent_kafka(bootstrap_servers: str, timeout: float) -> Finding:
-    from confluent_kafka.admin import AdminClient
-
-    # log_level 0: librdkafka would otherwise log every refused connection to stderr.
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except Exception as exc:
-        return _unreachable("confluent-kafka", bootstrap_servers, timeout, exc)
-    count = len(metadata.brokers)
-    return Finding(
-        Status.OK, f"confluent-kafka reached it; metadata lists {count} broker{'s' * (count > 1)}"
-    )
-
-
-def _probe_aiokafka(bootstrap_servers: str, timeout: float) -> Finding:
-    import asyncio
-
-    from aiokafka import AIOKafkaProducer
-
-    async def brokers() -> int:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
-        try:
-            await asyncio.wait_for(producer.start(), timeout)
-            return len(producer.client.cluster.brokers())
-        finally:
-            await producer.stop()
-
-    try:
-        with _captured_warnings("aiokafka"):
-            count = asyncio.run(brokers())
-    except Exception as exc:
-        return _unreachable("aiokafka", bootstrap_servers, timeout, exc)
-    return Finding(
-        Status.OK, f"aiokafka reached it; metadata lists {count} broker{'s' * (count > 1)}"
+        f"{client} reached it; the broker supports the Kafka {shown} API: record headers supported",
     )
 
 
@@ -468,15 +415,6 @@ def _installed_version(distribution: str) -> str | None:
         return None
 
 
-def _disabled(environ: Mapping[str, str]) -> set[str]:
-    """Entry point names switched off, parsed as opentelemetry-instrument parses them."""
-    return {name.strip() for name in environ.get(_DISABLED, "").split(",") if name.strip()}
-
-
-def _enabled(entry_point_name: str, disabled: set[str]) -> bool:
-    return "*" not in disabled and entry_point_name not in disabled
-
-
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -485,28 +423,3 @@ def _show(value: Any) -> str:
     if isinstance(value, enum.Enum):
         return str(value.value)
     return str(value)
-
-
-class _Collector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextmanager
-def _captured_warnings(logger_name: str) -> Iterator[list[str]]:
-    """Collect what a logger (and its children) warn about, instead of printing it: the
-    settings parser reports a rejected value only through its log, which the doctor turns into
-    a finding, and a client's own error log would only repeat a finding."""
-    logger = logging.getLogger(logger_name)
-    collector = _Collector()
-    logger.addHandler(collector)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        yield collector.messages
-    finally:
-        logger.removeHandler(collector)
-        logger.propagate = propagate

@@ -1,17 +1,10 @@
-"""A small, dependency-light OTLP/HTTP receiver that keeps what it receives in memory.
+"""A small OTLP/HTTP receiver (protobuf bodies, optionally gzip- or deflate-compressed: what
+``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`` sends), so that the real exporters have something
+to talk to where no collector runs.
 
-Why this exists: verifying an instrumentation end to end needs the *real* exporters to talk to
-something, and a full OpenTelemetry Collector (or Jaeger) is not available everywhere the tests
-run. Receiving the real protobuf wire format, rather than swapping in an in-memory SDK exporter,
-means the tests also prove that the data survives serialisation exactly as a backend would see
-it. The same module is the basis of the ``kafka-autotrace view`` command, so it is a proper,
-typed module rather than a test helper.
-
-Only OTLP/HTTP with protobuf bodies is accepted (optionally gzip- or deflate-compressed), which
-is what ``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`` produces. Decoded data is stored as frozen
-plain dataclasses so callers never need the protobuf classes themselves.
-
-Requires the optional ``opentelemetry-proto`` dependency (``pip install kafka-autotrace[view]``).
+:class:`OtlpServer` answers the exporters and hands each request to a sink;
+:class:`OtlpReceiver` is the one ``kafka-autotrace view`` and the tests read, keeping what it
+receives in memory, decoded (:mod:`kafka_autotrace.tools.otlp`). Requires the ``view`` extra.
 """
 
 from __future__ import annotations
@@ -19,13 +12,10 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
-import time
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Callable, NamedTuple, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -35,14 +25,22 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from kafka_autotrace.tools.otlp import (
+    ReceivedEvent,
+    ReceivedLink,
+    ReceivedMetricPoint,
+    ReceivedSpan,
+    decode_metrics,
+    decode_spans,
+)
 
 __all__ = [
     "METRICS_PATH",
     "TRACES_PATH",
     "OtlpReceiver",
+    "OtlpServer",
+    "OtlpSink",
     "ReceivedEvent",
     "ReceivedLink",
     "ReceivedMetricPoint",
@@ -55,81 +53,24 @@ TRACES_PATH = "/v1/traces"
 METRICS_PATH = "/v1/metrics"
 _PROTOBUF = "application/x-protobuf"
 
-# Names without the protobuf prefixes, so assertions read like the OTel API ("PRODUCER", "ERROR").
-_SPAN_KINDS = {number: name.removeprefix("SPAN_KIND_") for name, number in Span.SpanKind.items()}
-_STATUS_CODES = {
-    number: name.removeprefix("STATUS_CODE_") for name, number in Status.StatusCode.items()
-}
-
 # What a successful export is answered with: an empty response, i.e. no partial-success report.
 _TRACES_RESPONSE: bytes = ExportTraceServiceResponse().SerializeToString()
 _METRICS_RESPONSE: bytes = ExportMetricsServiceResponse().SerializeToString()
 
-_T = TypeVar("_T")
 _M = TypeVar("_M", ExportTraceServiceRequest, ExportMetricsServiceRequest)
 
 
-class ReceivedLink(NamedTuple):
-    """A span link. A tuple, so it compares equal to ``(trace_id, span_id, attributes)``."""
+class OtlpSink(Protocol):
+    """What an :class:`OtlpServer` does with the requests it receives; called on the server's
+    request threads, before the exporter gets its answer."""
 
-    trace_id: str
-    span_id: str
-    attributes: dict[str, Any]
+    def traces(self, request: ExportTraceServiceRequest) -> None: ...
 
+    def metrics(self, request: ExportMetricsServiceRequest) -> None: ...
 
-class ReceivedEvent(NamedTuple):
-    """A span event. A tuple, so it compares equal to ``(name, attributes)``."""
-
-    name: str
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ReceivedSpan:
-    """One span as a backend would see it.
-
-    Ids are lowercase hex (the form every trace UI and W3C ``traceparent`` uses), so they can be
-    compared with ``format(span_context.trace_id, "032x")`` directly. ``parent_span_id`` is ""
-    for root spans. ``kind`` and ``status_code`` are the enum names without their protobuf
-    prefixes, e.g. "CONSUMER" and "ERROR".
-    """
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    name: str
-    kind: str
-    start_time_unix_nano: int
-    end_time_unix_nano: int
-    attributes: dict[str, Any]
-    status_code: str
-    status_message: str
-    links: tuple[ReceivedLink, ...]
-    events: tuple[ReceivedEvent, ...]
-    service_name: str
-    scope_name: str
-
-
-@dataclass(frozen=True)
-class ReceivedMetricPoint:
-    """One data point of one metric in one export.
-
-    Exporters resend cumulative points on every interval, so the same series shows up repeatedly
-    with growing values; ``time_unix_nano`` tells the exports apart. ``value`` is set for sums
-    and gauges; ``count`` and ``sum`` for histograms and summaries (``sum`` may be None when the
-    exporter omitted it, which OTLP allows).
-    """
-
-    name: str
-    kind: str
-    unit: str
-    service_name: str
-    scope_name: str
-    attributes: dict[str, Any]
-    time_unix_nano: int
-    value: int | float | None
-    count: int | None
-    sum: float | None
+    def rejected(self, reason: str) -> None:
+        """A request that was refused, and why."""
+        ...
 
 
 class _Rejected(Exception):
@@ -140,61 +81,17 @@ class _Rejected(Exception):
         self.status = status
 
 
-class _Store:
-    """Everything received so far, shared between handler threads and readers.
-
-    A version counter bumped on every change lets waiters sleep until something new arrives
-    instead of re-evaluating their predicate in a busy loop.
-    """
-
-    def __init__(self) -> None:
-        self.changed = threading.Condition()
-        self.version = 0
-        self.spans: list[ReceivedSpan] = []
-        self.points: list[ReceivedMetricPoint] = []
-        self.rejections: list[str] = []
-
-    def add_spans(self, spans: Iterable[ReceivedSpan]) -> None:
-        with self.changed:
-            self.spans.extend(spans)
-            self._bump()
-
-    def add_points(self, points: Iterable[ReceivedMetricPoint]) -> None:
-        with self.changed:
-            self.points.extend(points)
-            self._bump()
-
-    def add_rejection(self, reason: str) -> None:
-        with self.changed:
-            self.rejections.append(reason)
-            self._bump()
-
-    def take_spans(self, timeout: float) -> list[ReceivedSpan]:
-        with self.changed:
-            self.changed.wait_for(lambda: bool(self.spans), timeout)
-            taken, self.spans = self.spans, []
-            return taken
-
-    def wait_for_change(self, seen_version: int, timeout: float) -> None:
-        with self.changed:
-            self.changed.wait_for(lambda: self.version != seen_version, timeout)
-
-    def _bump(self) -> None:
-        self.version += 1
-        self.changed.notify_all()
-
-
 class _Server(ThreadingHTTPServer):
-    def __init__(self, address: tuple[str, int], store: _Store) -> None:
-        super().__init__(address, _Handler)
-        self.store = store
+    def __init__(self, address: tuple[str, int], sink: OtlpSink, keep_alive: bool) -> None:
+        super().__init__(address, _KeepAliveHandler if keep_alive else _Handler)
+        self.sink = sink
 
 
 class _Handler(BaseHTTPRequestHandler):
     """Speaks just enough OTLP/HTTP (protobuf encoding) for the standard exporters.
 
-    Stays on HTTP/1.0 (one request per connection): stopping the receiver then never has to wait
-    for, or strand, idle keep-alive connections.
+    HTTP/1.0 (one request per connection) unless the server keeps connections alive: stopping
+    then never has to wait for, or strand, idle keep-alive connections.
     """
 
     server: _Server
@@ -203,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = self._ingest()
         except _Rejected as exc:
-            self.server.store.add_rejection(f"{self.command} {self.path}: {exc.status} {exc}")
+            self.server.sink.rejected(f"{self.command} {self.path}: {exc.status} {exc}")
             self._reply(exc.status, str(exc).encode(), "text/plain; charset=utf-8")
         else:
             self._reply(200, response, _PROTOBUF)
@@ -216,11 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
         if content_type != _PROTOBUF:
             raise _Rejected(415, f"only {_PROTOBUF} is supported, got {content_type or 'none'}")
         body = self._read_body()
-        store = self.server.store
+        sink = self.server.sink
         if path == TRACES_PATH:
-            store.add_spans(_decode_spans(_parse(ExportTraceServiceRequest, body)))
+            sink.traces(_parse(ExportTraceServiceRequest, body))
             return _TRACES_RESPONSE
-        store.add_points(_decode_metrics(_parse(ExportMetricsServiceRequest, body)))
+        sink.metrics(_parse(ExportMetricsServiceRequest, body))
         return _METRICS_RESPONSE
 
     def _read_body(self) -> bytes:
@@ -252,27 +149,41 @@ class _Handler(BaseHTTPRequestHandler):
         _logger.debug("%s - " + format, self.address_string(), *args)
 
 
-class OtlpReceiver:
-    """An OTLP/HTTP endpoint in a background thread, collecting spans and metric points.
+class _KeepAliveHandler(_Handler):
+    protocol_version = "HTTP/1.1"
 
-    Use it as a context manager, point exporters at :attr:`endpoint` (it is the *base* URL, as
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` expects; exporters append ``/v1/traces`` themselves), then
-    read :meth:`spans` / :meth:`metric_points` or block in :meth:`wait_for_spans`.
 
-    Port 0 (the default) lets the OS pick a free port, so parallel receivers never collide.
+def _parse(message_type: type[_M], body: bytes) -> _M:
+    try:
+        message: _M = message_type.FromString(body)
+    # Really google.protobuf's DecodeError, which cannot be named here: protobuf has no stubs.
+    except Exception as exc:
+        raise _Rejected(400, f"body is not a valid {message_type.__name__}: {exc}") from exc
+    return message
+
+
+class OtlpServer:
+    """An OTLP/HTTP endpoint in a background thread, handing what it receives to ``sink``.
+
+    Use it as a context manager and point exporters at :attr:`endpoint` (the *base* URL, as
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` expects). Port 0 (the default) lets the OS pick a free
+    port. ``keep_alive`` serves HTTP/1.1, as the exporters' sessions expect of a collector.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, sink: OtlpSink, host: str = "127.0.0.1", port: int = 0, keep_alive: bool = False
+    ) -> None:
+        self._sink = sink
         self._host = host
         self._port = port
-        self._store = _Store()
+        self._keep_alive = keep_alive
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> OtlpReceiver:
+    def start(self) -> OtlpServer:
         if self._server is not None:
-            raise RuntimeError("OtlpReceiver is already running")
-        server = _Server((self._host, self._port), self._store)
+            raise RuntimeError(f"{type(self).__name__} is already running")
+        server = _Server((self._host, self._port), self._sink, self._keep_alive)
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},  # keeps stop() fast
@@ -284,7 +195,7 @@ class OtlpReceiver:
         return self
 
     def stop(self) -> None:
-        """Stop serving; data received so far stays readable. Safe to call twice."""
+        """Stop serving. Safe to call twice."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:
@@ -293,7 +204,7 @@ class OtlpReceiver:
         if thread is not None:
             thread.join()
 
-    def __enter__(self) -> OtlpReceiver:
+    def __enter__(self) -> OtlpServer:
         return self.start()
 
     def __exit__(
@@ -308,8 +219,54 @@ class OtlpReceiver:
     def endpoint(self) -> str:
         """Base URL such as ``http://127.0.0.1:41234``; only valid while running."""
         if self._server is None:
-            raise RuntimeError("OtlpReceiver is not running")
+            raise RuntimeError(f"{type(self).__name__} is not running")
         return f"http://{self._host}:{self._server.server_address[1]}"
+
+
+class _Store:
+    """Everything received so far, decoded, shared between request threads and readers. A
+    version counter bumped on every change lets readers sleep until something new arrives."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.version = 0
+        self.spans: list[ReceivedSpan] = []
+        self.points: list[ReceivedMetricPoint] = []
+        self.rejections: list[str] = []
+
+    def traces(self, request: ExportTraceServiceRequest) -> None:
+        spans = decode_spans(request)
+        with self.changed:
+            self.spans.extend(spans)
+            self._bump()
+
+    def metrics(self, request: ExportMetricsServiceRequest) -> None:
+        points = decode_metrics(request)
+        with self.changed:
+            self.points.extend(points)
+            self._bump()
+
+    def rejected(self, reason: str) -> None:
+        with self.changed:
+            self.rejections.append(reason)
+            self._bump()
+
+    def _bump(self) -> None:
+        self.version += 1
+        self.changed.notify_all()
+
+
+class OtlpReceiver(OtlpServer):
+    """An :class:`OtlpServer` that keeps the spans and metric points it receives, decoded, and
+    the requests it refused, for :meth:`spans`, :meth:`metric_points` and :meth:`take_spans`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._store = _Store()
+        super().__init__(self._store, host, port)
+
+    def __enter__(self) -> OtlpReceiver:
+        self.start()
+        return self
 
     def spans(self) -> list[ReceivedSpan]:
         """A snapshot of every span received so far, in arrival order."""
@@ -324,191 +281,30 @@ class OtlpReceiver:
         kept, so memory does not grow with everything ever received. Taken spans no longer
         appear in :meth:`spans`.
         """
-        return self._store.take_spans(timeout)
+        store = self._store
+        with store.changed:
+            store.changed.wait_for(lambda: bool(store.spans), timeout)
+            taken, store.spans = store.spans, []
+            return taken
 
     def metric_points(self) -> list[ReceivedMetricPoint]:
         """A snapshot of every metric data point received so far, in arrival order."""
         with self._store.changed:
             return list(self._store.points)
 
-    def wait_for_spans(
-        self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 10.0
-    ) -> list[ReceivedSpan]:
-        """Block until ``predicate(spans)`` holds, then return that snapshot.
-
-        Exporters batch and send asynchronously, so tests must wait for a *condition* rather
-        than sleep for a guessed time. On timeout the error lists what did arrive, which is
-        usually enough to see why the condition never held.
-        """
-        return self._wait(self.spans, predicate, timeout, "spans", _describe_span)
-
-    def wait_for_metric_points(
-        self, predicate: Callable[[list[ReceivedMetricPoint]], bool], timeout: float = 10.0
-    ) -> list[ReceivedMetricPoint]:
-        """Like :meth:`wait_for_spans`, for metric points (which arrive once per interval)."""
-        return self._wait(self.metric_points, predicate, timeout, "metric points", _describe_point)
-
-    def _wait(
-        self,
-        snapshot: Callable[[], list[_T]],
-        predicate: Callable[[list[_T]], bool],
-        timeout: float,
-        what: str,
-        describe: Callable[[_T], str],
-    ) -> list[_T]:
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._store.changed:
-                version = self._store.version
-            items = snapshot()
-            # The predicate runs outside the lock: it is caller code and may be slow.
-            if predicate(items):
-                return items
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(self._timeout_summary(items, timeout, what, describe))
-            self._store.wait_for_change(version, remaining)
-
-    def _timeout_summary(
-        self, items: list[_T], timeout: float, what: str, describe: Callable[[_T], str]
-    ) -> str:
-        limit = 40
-        lines = [f"timed out after {timeout:g} s waiting for {what}; received {len(items)}:"]
-        lines += [f"  {describe(item)}" for item in items[:limit]]
-        if len(items) > limit:
-            lines.append(f"  ... and {len(items) - limit} more")
+    def rejections(self) -> list[str]:
+        """Why each refused request was refused, in arrival order."""
         with self._store.changed:
-            rejections = list(self._store.rejections)
-        if rejections:
-            lines.append(f"rejected {len(rejections)} request(s), last: {rejections[-1]}")
-        return "\n".join(lines)
+            return list(self._store.rejections)
 
+    @property
+    def version(self) -> int:
+        """A count that grows with every request received, accepted or refused."""
+        with self._store.changed:
+            return self._store.version
 
-def _describe_span(span: ReceivedSpan) -> str:
-    parent = span.parent_span_id or "root"
-    return (
-        f"[{span.service_name}] {span.kind} {span.name!r} status={span.status_code} "
-        f"trace={span.trace_id} span={span.span_id} parent={parent}"
-    )
-
-
-def _describe_point(point: ReceivedMetricPoint) -> str:
-    shown = f"value={point.value}" if point.value is not None else f"count={point.count}"
-    return f"[{point.service_name}] {point.kind} {point.name} {shown} {point.attributes}"
-
-
-def _parse(message_type: type[_M], body: bytes) -> _M:
-    try:
-        message: _M = message_type.FromString(body)
-    # Really google.protobuf's DecodeError, which cannot be named here: protobuf has no stubs.
-    except Exception as exc:
-        raise _Rejected(400, f"body is not a valid {message_type.__name__}: {exc}") from exc
-    return message
-
-
-def _any_value(value: AnyValue) -> Any:
-    field = value.WhichOneof("value")
-    if field is None:
-        return None
-    if field == "array_value":
-        return [_any_value(item) for item in value.array_value.values]
-    if field == "kvlist_value":
-        return _attributes(value.kvlist_value.values)
-    return getattr(value, field)
-
-
-def _attributes(key_values: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: _any_value(kv.value) for kv in key_values}
-
-
-def _service_name(resource_attributes: Iterable[KeyValue]) -> str:
-    return str(_attributes(resource_attributes).get("service.name", ""))
-
-
-def _decode_spans(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
-    spans = []
-    for resource_spans in request.resource_spans:
-        service = _service_name(resource_spans.resource.attributes)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                spans.append(
-                    ReceivedSpan(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(),
-                        name=span.name,
-                        kind=_SPAN_KINDS.get(span.kind, str(span.kind)),
-                        start_time_unix_nano=span.start_time_unix_nano,
-                        end_time_unix_nano=span.end_time_unix_nano,
-                        attributes=_attributes(span.attributes),
-                        status_code=_STATUS_CODES.get(span.status.code, str(span.status.code)),
-                        status_message=span.status.message,
-                        links=tuple(
-                            ReceivedLink(
-                                link.trace_id.hex(),
-                                link.span_id.hex(),
-                                _attributes(link.attributes),
-                            )
-                            for link in span.links
-                        ),
-                        events=tuple(
-                            ReceivedEvent(event.name, _attributes(event.attributes))
-                            for event in span.events
-                        ),
-                        service_name=service,
-                        scope_name=scope_spans.scope.name,
-                    )
-                )
-    return spans
-
-
-def _decode_metrics(request: ExportMetricsServiceRequest) -> list[ReceivedMetricPoint]:
-    points: list[ReceivedMetricPoint] = []
-    for resource_metrics in request.resource_metrics:
-        service = _service_name(resource_metrics.resource.attributes)
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                points.extend(_metric_points(metric, service, scope_metrics.scope.name))
-    return points
-
-
-def _metric_points(metric: Metric, service: str, scope: str) -> Iterator[ReceivedMetricPoint]:
-    def point(
-        kind: str,
-        data_point: Any,
-        value: float | None = None,
-        count: int | None = None,
-        total: float | None = None,
-    ) -> ReceivedMetricPoint:
-        return ReceivedMetricPoint(
-            name=metric.name,
-            kind=kind,
-            unit=metric.unit,
-            service_name=service,
-            scope_name=scope,
-            attributes=_attributes(data_point.attributes),
-            time_unix_nano=data_point.time_unix_nano,
-            value=value,
-            count=count,
-            sum=total,
-        )
-
-    def optional_sum(data_point: Any) -> float | None:
-        # Histogram sums are optional in OTLP (e.g. omitted when negative values were recorded).
-        return data_point.sum if data_point.HasField("sum") else None
-
-    data = metric.WhichOneof("data")
-    if data in ("sum", "gauge"):
-        for p in (metric.sum if data == "sum" else metric.gauge).data_points:
-            yield point(
-                data.upper(), p, p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
-            )
-    elif data == "histogram":
-        for h in metric.histogram.data_points:
-            yield point("HISTOGRAM", h, count=h.count, total=optional_sum(h))
-    elif data == "exponential_histogram":
-        for e in metric.exponential_histogram.data_points:
-            yield point("EXPONENTIAL_HISTOGRAM", e, count=e.count, total=optional_sum(e))
-    elif data == "summary":
-        for s in metric.summary.data_points:
-            yield point("SUMMARY", s, count=s.count, total=s.sum)
+    def wait_for_change(self, seen: int, timeout: float) -> None:
+        """Block until :attr:`version` is no longer ``seen``, or ``timeout`` seconds passed."""
+        store = self._store
+        with store.changed:
+            store.changed.wait_for(lambda: store.version != seen, timeout)

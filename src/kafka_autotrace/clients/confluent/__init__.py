@@ -8,7 +8,7 @@ import sys
 from wrapt import register_post_import_hook
 
 from kafka_autotrace.clients.confluent import aio, classic
-from kafka_autotrace.clients.confluent.common import INSTRUMENTER, replace_classes, restore_classes
+from kafka_autotrace.clients.confluent.common import TELEMETRY, replace_classes, restore_classes
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.instrumentor import KafkaClientInstrumentor
 
@@ -22,7 +22,7 @@ class ConfluentKafkaInstrumentor(KafkaClientInstrumentor):
     classes (entry point ``kafka_autotrace_confluent_kafka``)."""
 
     client = CONFLUENT_KAFKA
-    instrumenter = INSTRUMENTER
+    telemetry_slot = TELEMETRY
 
     def _patch(self) -> None:
         import confluent_kafka

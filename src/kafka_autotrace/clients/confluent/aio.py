@@ -21,16 +21,18 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from kafka_autotrace.clients.confluent.common import (
-    INSTRUMENTER,
+    TELEMETRY,
     ConfluentReceives,
     ConfluentSends,
     acknowledged,
     lag_of,
     replace_classes,
 )
-from kafka_autotrace.core.adapter import UNTOUCHED, ClientInfo, ClientState, state_of
+from kafka_autotrace.core.adapter import UNTOUCHED
 from kafka_autotrace.core.calls import CallShape
-from kafka_autotrace.core.instrumenter import SendFlow
+from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
+from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
+from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 
 
@@ -73,22 +75,20 @@ class _Receive(ConfluentReceives):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return super().assigned_partitions(consumer._consumer)
 
-    def partition_lag(
-        self, consumer: Any, state: ClientState, partition: Any
-    ) -> tuple[str, int, int] | None:
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         """What the wrapped consumer knows, with the records this aio consumer handed out."""
         inner = consumer._consumer
-        return lag_of(inner, partition, state.handed, state_of(inner))
+        return lag_of(inner, partition, lag.handed, state_of(inner))
 
 
-_RECEIVE = INSTRUMENTER.receives(_Receive())
+_RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
 
 class _TracedAIOProducer:
     """Mixed in ahead of ``AIOProducer``."""
 
     __slots__ = ()
-    _sends: ClassVar[SendFlow] = INSTRUMENTER.sends(_Produce())
+    _sends: ClassVar[SendFlow] = SendFlow(TELEMETRY, _Produce())
 
     async def produce(self, *args: Any, **kwargs: Any) -> Any:
         return await self._sends.call_async(super().produce, self, args, kwargs)  # type: ignore[misc]
@@ -98,7 +98,7 @@ class _TracedAsyncSerializingProducer(_TracedAIOProducer):
     """Mixed in ahead of ``AsyncSerializingProducer``."""
 
     __slots__ = ()
-    _sends = INSTRUMENTER.sends(_SerializingProduce())
+    _sends = SendFlow(TELEMETRY, _SerializingProduce())
 
 
 class _TracedAIOConsumer:
@@ -118,7 +118,7 @@ class _TracedAIOConsumer:
 
 def patch_aio(module: ModuleType) -> None:
     """Replace the aio classes (those this release has); the post-import hook."""
-    if INSTRUMENTER.telemetry is None:
+    if TELEMETRY.telemetry is None:
         return
     targets = [
         (module, "AIOProducer", _TracedAIOProducer),

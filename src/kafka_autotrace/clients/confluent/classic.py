@@ -23,16 +23,16 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from kafka_autotrace.clients.confluent.common import (
-    INSTRUMENTER,
+    TELEMETRY,
     ConfluentReceives,
     ConfluentSends,
     ConfluentState,
     acknowledged,
     remember,
 )
-from kafka_autotrace.core.adapter import ClientState
 from kafka_autotrace.core.calls import Arguments, CallShape
-from kafka_autotrace.core.instrumenter import SendFlow
+from kafka_autotrace.core.client import ClientState
+from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.sending import PendingSend
 
 _logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class _SerializingProduce(_Produce):
     callbacks = ("on_delivery",)
 
 
-_RECEIVE = INSTRUMENTER.receives(ConfluentReceives())
+_RECEIVE = ReceiveFlow(TELEMETRY, ConfluentReceives())
 
 
 def _construct(base: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -116,7 +116,7 @@ class _TracedProducer:
     """Mixed in ahead of ``Producer``."""
 
     __slots__ = ()
-    _sends: ClassVar[SendFlow] = INSTRUMENTER.sends(_Produce())
+    _sends: ClassVar[SendFlow] = SendFlow(TELEMETRY, _Produce())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _construct(super(), args, kwargs)
@@ -130,7 +130,7 @@ class _TracedSerializingProducer(_TracedProducer):
     """Mixed in ahead of ``SerializingProducer``."""
 
     __slots__ = ()
-    _sends = INSTRUMENTER.sends(_SerializingProduce())
+    _sends = SendFlow(TELEMETRY, _SerializingProduce())
 
 
 class _TracedConsumer:

@@ -21,14 +21,10 @@ from types import ModuleType
 from typing import Any
 
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
-from kafka_autotrace.core.adapter import (
-    ClientInfo,
-    ClientState,
-    ReceiveAdapter,
-    SendAdapter,
-    keep_state,
-)
-from kafka_autotrace.core.instrumenter import Instrumenter
+from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
+from kafka_autotrace.core.client import ClientInfo, ClientState, keep_state, state_of
+from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
 
@@ -39,7 +35,7 @@ _EARLIEST = frozenset({"smallest", "earliest", "beginning"})
 _COMMITTED_TIMEOUT_S = 0.5
 """The longest the lag gauge waits for the committed offset of a partition not reached yet."""
 
-INSTRUMENTER = Instrumenter()
+TELEMETRY = TelemetrySlot()
 """Shared by the synchronous and asyncio classes: one instrumentor traces both."""
 _replaced: list[tuple[ModuleType, str, type, type]] = []
 _traced_classes: dict[type, type] = {}
@@ -162,15 +158,13 @@ class ConfluentReceives(ReceiveAdapter):
     """A consumer method called while ``poll()``/``consume()`` runs in another thread waits
     for it to return."""
 
-    def partition_lag(
-        self, consumer: Any, state: ClientState, partition: Any
-    ) -> tuple[str, int, int] | None:
-        return lag_of(consumer, partition, state.handed, state)
+    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
+        return lag_of(consumer, partition, lag.handed, state_of(consumer))
 
 
 def lag_of(
     consumer: Any, partition: Any, handed: dict[tuple[str, int], int], config: ClientState | None
-) -> tuple[str, int, int] | None:
+) -> Lag | None:
     """The cached high watermark minus the position: the one after the last record handed
     out (``handed``); for a partition not reached yet, the committed offset (kept in
     ``handed`` from then on), else where ``auto.offset.reset`` (in ``config``, the state of

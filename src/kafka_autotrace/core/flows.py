@@ -1,23 +1,7 @@
-"""The messaging lifecycle, written once for every client library.
-
-An adapter builds its wrappers here once, at import time, from a :class:`SendAdapter` or a
-:class:`ReceiveAdapter` (:mod:`kafka_autotrace.core.adapter`); each wrapper has the signature
-``(call, client, args, kwargs)`` (wrapt's, so a function wrapper can be one directly) and its
-asynchronous twin runs the same steps around an ``await``:
-
-- :class:`SendFlow`: guards, start the send span, inject the headers, make the call (again as
-  the application made it, should our additions alone make the library reject it), end the
-  span on a synchronous failure and re-raise, then follow the broker's answer.
-- :class:`ReceiveFlow`: end the process span of the record the consumer returned before, make
-  the call, then start the span of the record it returns (:meth:`~ReceiveFlow.one`), or the
-  poll span of a batch and per-record spans as the application iterates it
-  (:meth:`~ReceiveFlow.batch`); ``close`` ends the open span.
-
-The instrumentor puts its telemetry in :attr:`Instrumenter.telemetry` while instrumented;
-clients outlive ``instrument()``/``uninstrument()``, so the wrappers look it up on each call
-and behave exactly like the library's own methods while it is None. Every failure of ours is
-logged at debug level and swallowed: the application's call always happens, exactly once,
-with its own outcome.
+"""The messaging lifecycle, written once for every client library: :class:`SendFlow` and
+:class:`ReceiveFlow` wrap a client's calls (wrapt's ``(call, client, args, kwargs)``), each
+wrapper with an asynchronous twin that runs the same steps around an ``await``, and a unit test
+holding the two together. The steps: docs/design.md, "Code layout".
 """
 
 from __future__ import annotations
@@ -28,62 +12,45 @@ from typing import Any, Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from kafka_autotrace.core.adapter import (
-    UNTOUCHED,
-    ClientState,
-    ReceiveAdapter,
-    RecordGetter,
-    SendAdapter,
-    keep_state,
-    state_of,
-)
+from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, RecordGetter, SendAdapter
 from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
+from kafka_autotrace.core.client import ClientState, keep_state, state_of
 from kafka_autotrace.core.lag import refresh_lags
-from kafka_autotrace.core.scope import is_suppressed, suppressed
-from kafka_autotrace.core.sending import PendingSend
-from kafka_autotrace.core.telemetry import KafkaTelemetry
+from kafka_autotrace.core.scope import Suppressed, is_suppressed
+from kafka_autotrace.core.sending import Send
+from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
 
 
-class Instrumenter:
-    """Where the wrappers of one client library find the telemetry while it is instrumented."""
-
-    __slots__ = ("telemetry",)
-
-    def __init__(self) -> None:
-        self.telemetry: KafkaTelemetry | None = None
-
-    def sends(self, adapter: SendAdapter) -> SendFlow:
-        return SendFlow(self, adapter)
-
-    def receives(self, adapter: ReceiveAdapter, suppress_nested: bool = False) -> ReceiveFlow:
-        """``suppress_nested``: the library's single-record call is built on its batch call,
-        whose span would duplicate the record's."""
-        return ReceiveFlow(self, adapter, suppress_nested)
-
-
-def _state(client: object, adapter: SendAdapter | ReceiveAdapter) -> ClientState | None:
-    """The state ``client`` keeps, made on first use; None for a client to leave alone."""
+def _traced_state(client: object, adapter: SendAdapter | ReceiveAdapter) -> ClientState | None:
+    """The state of a client whose call is to be traced, made on its first call; None for a
+    call nested in a traced one, and for a client to leave alone or traced by another. The
+    one guard of every flow."""
+    if is_suppressed():
+        return None
     state = state_of(client)
     if state is None:
         try:
             state = adapter.describe(client)
-            if state is not None:
-                keep_state(client, state)
+            if state is None:
+                return None
+            keep_state(client, state)
         except Exception:
             _logger.debug("kafka-autotrace: reading a client failed", exc_info=True)
             return None
+    if state.delegated:
+        return None
     return state
 
 
-class _Send:
+class _SendCall:
     """One send under way: its span and the arguments to call the library with."""
 
     __slots__ = ("arguments", "by_callback", "pending")
 
-    def __init__(self, pending: PendingSend, arguments: Arguments, by_callback: bool) -> None:
+    def __init__(self, pending: Send, arguments: Arguments, by_callback: bool) -> None:
         self.pending = pending
         self.arguments = arguments
         self.by_callback = by_callback
@@ -93,28 +60,30 @@ def _hand(state: ClientState, getter: RecordGetter[Any], record: Any) -> None:
     """Note the consumer's position after handing ``record`` to the application."""
     offset = getter.offset(record)
     if offset is not None:
-        state.handed[getter.topic(record), getter.partition(record) or 0] = offset + 1
+        state.lag.handed[getter.topic(record), getter.partition(record) or 0] = offset + 1
 
 
 class SendFlow:
     """The wrappers of one producer method."""
 
-    __slots__ = ("_adapter", "_instrumenter")
+    __slots__ = ("_adapter", "_slot")
 
-    def __init__(self, instrumenter: Instrumenter, adapter: SendAdapter) -> None:
-        self._instrumenter = instrumenter
+    def __init__(self, slot: TelemetrySlot, adapter: SendAdapter) -> None:
+        self._slot = slot
         self._adapter = adapter
 
-    def _start(self, client: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Send | None:
-        telemetry = self._instrumenter.telemetry
-        if telemetry is None or is_suppressed() or not is_instrumentation_enabled():
+    def _start(
+        self, client: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> _SendCall | None:
+        telemetry = self._slot.telemetry
+        if telemetry is None or not is_instrumentation_enabled():
             return None
         if telemetry.passes_send_untouched():
             return None
         adapter = self._adapter
         try:
-            state = _state(client, self._adapter)
-            if state is None or state.delegated:
+            state = _traced_state(client, adapter)
+            if state is None:
                 return None
             topic, key, value, partition, headers = adapter.shape.message(args, kwargs)
             pending = telemetry.start_send(state.info, topic, key, value, partition, headers)
@@ -123,7 +92,7 @@ class SendFlow:
             return None
         if pending is None:
             return None
-        send = _Send(pending, (args, kwargs), False)
+        send = _SendCall(pending, (args, kwargs), False)
         try:
             extended = (
                 adapter.extendable(client, headers) if telemetry.settings.propagate else UNTOUCHED
@@ -141,7 +110,7 @@ class SendFlow:
             send.arguments, send.by_callback = (args, kwargs), False
         return send
 
-    def _sent(self, send: _Send, result: Any, as_made: bool) -> None:
+    def _sent(self, send: _SendCall, result: Any, as_made: bool) -> None:
         """Follow the answer to a call that returned ``result``."""
         pending = send.pending
         if not pending.tracked:
@@ -197,47 +166,53 @@ class SendFlow:
 class ReceiveFlow:
     """The wrappers of one consumer class's record-returning methods and ``close``."""
 
-    __slots__ = ("_adapter", "_instrumenter", "_suppress_nested")
+    __slots__ = ("_adapter", "_slot", "_suppress_nested")
 
     def __init__(
-        self, instrumenter: Instrumenter, adapter: ReceiveAdapter, suppress_nested: bool
+        self, slot: TelemetrySlot, adapter: ReceiveAdapter, suppress_nested: bool = False
     ) -> None:
-        self._instrumenter = instrumenter
+        """``suppress_nested``: the library's single-record call is built on its batch call,
+        whose span would duplicate the record's."""
+        self._slot = slot
         self._adapter = adapter
         self._suppress_nested = suppress_nested
 
     def _begin(self, client: object) -> ClientState | None:
         """The state of a consumer whose call is to be traced, after ending the process span
-        of the record it returned before."""
-        if is_suppressed():
-            return None
-        state = _state(client, self._adapter)
-        if state is None or state.delegated:
+        of the record it returned before; its lag is reported from its first call on."""
+        state = _traced_state(client, self._adapter)
+        if state is None:
             return None
         state.scopes.finish()
-        if not state.lag_reported:
-            telemetry = self._instrumenter.telemetry
+        if not state.lag.reported:
+            telemetry = self._slot.telemetry
             if telemetry is not None:
                 telemetry.report_lag(client, state, self._adapter)
         elif not self._adapter.lag_read_anywhere:
-            refresh_lags(client, state, self._adapter)
+            refresh_lags(client, state.lag, self._adapter)
         return state
 
-    def _end(self, client: object) -> None:
+    def _closing(self, client: object) -> None:
         """End the open process span of a consumer that closes, and stop reporting its lag."""
-        if self._begin(client) is not None and self._instrumenter.telemetry is not None:
-            self._instrumenter.telemetry.stop_reporting_lag(client)
+        state = _traced_state(client, self._adapter)
+        if state is None:
+            return
+        state.scopes.finish()
+        telemetry = self._slot.telemetry
+        if telemetry is not None:
+            telemetry.stop_reporting_lag(client)
 
     def _enter(self, state: ClientState, entry: Any) -> None:
         """Start the process span of a record the consumer returned and make it current."""
-        telemetry = self._instrumenter.telemetry
+        telemetry = self._slot.telemetry
         if telemetry is None or not is_instrumentation_enabled():
             return
+        adapter = self._adapter
         try:
-            if entry is not None and self._adapter.is_record(entry):
-                if self._adapter.counts_positions:
-                    _hand(state, self._adapter.getter, entry)
-                scope = telemetry.start_process(entry, self._adapter.getter, state.info)
+            if entry is not None and adapter.is_record(entry):
+                if adapter.counts_positions:
+                    _hand(state, adapter.getter, entry)
+                scope = telemetry.start_process(entry, adapter.getter, state.info)
                 if scope is not None:
                     state.scopes.enter(scope)
         except Exception:
@@ -248,7 +223,7 @@ class ReceiveFlow:
     ) -> Any:
         """Emit the poll span of a batch call and return its result, with lists that start
         each record's process span as the application iterates them."""
-        telemetry = self._instrumenter.telemetry
+        telemetry = self._slot.telemetry
         if not result or telemetry is None or not is_instrumentation_enabled():
             return result
         try:
@@ -299,7 +274,7 @@ class ReceiveFlow:
         if state is None:
             return call(*args, **kwargs)
         if self._suppress_nested:
-            with suppressed():
+            with Suppressed():
                 entry = call(*args, **kwargs)
         else:
             entry = call(*args, **kwargs)
@@ -314,9 +289,14 @@ class ReceiveFlow:
         kwargs: dict[str, Any],
     ) -> Any:
         state = self._begin(client)
-        entry = await call(*args, **kwargs)
-        if state is not None:
-            self._enter(state, entry)
+        if state is None:
+            return await call(*args, **kwargs)
+        if self._suppress_nested:
+            with Suppressed():
+                entry = await call(*args, **kwargs)
+        else:
+            entry = await call(*args, **kwargs)
+        self._enter(state, entry)
         return entry
 
     def batch(
@@ -356,7 +336,7 @@ class ReceiveFlow:
         kwargs: dict[str, Any],
     ) -> Any:
         """A call after which the consumer hands out no more records (close, leaving ``with``)."""
-        self._end(client)
+        self._closing(client)
         return call(*args, **kwargs)
 
     async def close_async(
@@ -366,5 +346,5 @@ class ReceiveFlow:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        self._end(client)
+        self._closing(client)
         return await call(*args, **kwargs)
