@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-client-matrix lint clean
+.PHONY: install demo test test-unit test-client-matrix test-client-suites lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,12 @@ demo: install
 
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end), then the
 ## client tests again on the oldest supported releases of each client, then coexistence with
-## the upstream contrib Kafka instrumentations.
+## the upstream contrib Kafka instrumentations, then the clients' own test suites.
 test: install
 	$(BIN)/python -m pytest
 	$(MAKE) test-client-matrix
 	$(MAKE) test-coexistence
+	$(MAKE) test-client-suites
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
@@ -68,6 +69,19 @@ test-coexistence: install
 		"opentelemetry-instrumentation-aiokafka==$(UPSTREAM_CONTRIB)" || exit 1; \
 	$$env/bin/python -m pytest tests/test_reliability_coexistence.py \
 		e2e/test_reliability_coexistence_e2e.py
+
+## test-client-suites: the clients' own tests from their PyPI sdists (cached after the first
+## run), without and then under opentelemetry-instrument; fails on any outcome that differs
+## unexpectedly. kafka-autotrace is installed as users install it (a wheel, not editable), so it
+## is reinstalled each run.
+.PHONY: test-client-suites
+test-client-suites: install
+	@env=$(VENV)-client-suites; \
+	[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
+	$$env/bin/python -m pip install --quiet '.[test]' pytest-mock pytest-timeout \
+		'confluent-kafka[avro]' || exit 1; \
+	$$env/bin/python -m pip install --quiet --no-deps --force-reinstall . || exit 1; \
+	$$env/bin/python tests/client_suites.py
 
 ## soak: memory over 500,000 messages per client (and, as a control, without instrumentation),
 ## memory per send waiting for a broker that is gone (under each in-flight cap), then app
