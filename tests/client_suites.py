@@ -10,10 +10,12 @@ nothing).
 
 What PyPI holds (each client's installed release, and the releases before it):
 - kafka-python: its sdist has ``test/`` but not all of it. Left out are ``test/__init__.py``
-  (added empty, the tests import ``test.testutil``), ``test/conftest.py`` (tests that need its
-  fixtures error in both runs), ``test/mock_broker.py`` and ``test/service.py`` (the modules
-  needing them are not collected; the latter is what the integration tests start or attach to
-  a broker with, so they cannot run).
+  (added empty: the tests import ``test.testutil``), ``test/conftest.py`` (the tests that need
+  its fixtures error in both runs), ``test/mock_broker.py`` (the modules importing it are not
+  collected) and ``test/service.py``, the broker processes of the integration tests: a stand-in
+  holding the address of an external broker is added, and the integration tests run against
+  the test broker (``support.broker.start_broker``: Apache Kafka unless
+  ``KAFKA_AUTOTRACE_TEST_BROKER`` says otherwise) through their ``KAFKA_URI``.
 - confluent-kafka: its sdists prune ``tests/`` (checked 1.9.2, 2.0.2, 2.8.0, 2.16.2). The
   nearest on PyPI is superstream-confluent-kafka 2.4.0.4, a fork whose sdist carries
   confluent-kafka 2.4.0's unit tests (``tests/test_*.py``, no broker needed) unchanged; they
@@ -27,12 +29,15 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.apps import app_env
+from support.broker import Broker, start_broker
+from support.kafka import KAFKA_RELEASE
 from support.suites import (
     PASSED,
     Suite,
@@ -52,16 +57,35 @@ SPECS = {client.distribution: client for client in CLIENTS}
 
 _NOT_IN_SDIST = "imports test/mock_broker.py, which the sdist leaves out"
 
+# What kafka-python's integration fixtures use of test/service.py with KAFKA_URI set: an external
+# broker's address. Starting a broker of their own (SpawnedService) is refused.
+_SERVICE_STAND_IN = """\
+class ExternalService:
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+
+
+class SpawnedService:
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("kafka-autotrace runs these tests against an external broker only")
+"""
+
 SUITES = (
     Suite(
         "kafka-python",
         f"kafka-python=={version('kafka-python')}",
         "test",
-        add_empty=("test/__init__.py",),
+        add={"test/__init__.py": "", "test/service.py": _SERVICE_STAND_IN},
         ignore={
-            "test/integration": "needs test/service.py, which the sdist leaves out",
             "test/test_mock_broker.py": _NOT_IN_SDIST,
             "test/net/test_sasl_reauthentication.py": _NOT_IN_SDIST,
+        },
+        # KAFKA_ROOT: the fixtures insist that a Kafka installation folder exists, even when
+        # they only attach to KAFKA_URI.
+        broker_env={
+            "KAFKA_URI": "tcp://{bootstrap}",
+            "KAFKA_VERSION": KAFKA_RELEASE,
+            "KAFKA_ROOT": "{root}",
         },
     ),
     Suite(
@@ -84,17 +108,29 @@ SUITES = (
 )
 
 # Tests whose outcome may differ under kafka-autotrace, by suite, each with the reason: only where
-# the trace header the instrumentation adds to every sent record must show. None of the tests
-# these suites can run here reads back a sent record's headers or size, so none is listed.
-EXPECTED: dict[str, dict[str, str]] = {"kafka-python": {}, "confluent-kafka": {}}
+# the trace header the instrumentation adds to every sent record must show.
+_HEADER_SIZE = (
+    "asserts RecordMetadata.serialized_header_size == 22 for its one header; the traceparent "
+    "header kafka-autotrace adds is counted too"
+)
+EXPECTED: dict[str, dict[str, str]] = {
+    "kafka-python": {
+        # One case per compression the test runs with; lz4, snappy and zstd are skipped, their
+        # codecs not being installed.
+        f"test.integration.test_producer_integration::"
+        f"test_kafka_producer_proper_record_metadata[{compression}]": _HEADER_SIZE
+        for compression in ("None", "gzip")
+    },
+    "confluent-kafka": {},
+}
 
 
-def check(suite: Suite, scratch: Path) -> list[str]:
+def check(suite: Suite, scratch: Path, broker: Broker) -> list[str]:
     """Run ``suite`` both ways; the problems found, as sentences (none: transparent)."""
     root = fetch(suite)
     expected_count = collected(suite, root)
     with OtlpReceiver() as receiver:
-        env = app_env(f"{suite.client}-suite", receiver.endpoint)
+        env = app_env(f"{suite.client}-suite", receiver.endpoint, _broker_env(suite, root, broker))
         tables = []
         for traced in (False, True):
             report = scratch / f"{suite.client}-{'traced' if traced else 'plain'}.xml"
@@ -107,6 +143,8 @@ def check(suite: Suite, scratch: Path) -> list[str]:
         traced_spans = [s for s in receiver.take_spans() if s.scope_name == "kafka_autotrace"]
     plain, traced_table = tables
     print(f"  {len(traced_spans)} spans exported by the instrumented run")
+    for test, reason in EXPECTED[suite.client].items():
+        print(f"  expected: {test} {plain.get(test)} → {traced_table.get(test)}: {reason}")
     problems = differences(plain, traced_table, EXPECTED[suite.client])
     if PASSED not in plain.values() or PASSED not in traced_table.values():
         problems.append("a run passed no test")
@@ -118,17 +156,28 @@ def check(suite: Suite, scratch: Path) -> list[str]:
     return problems
 
 
+def _broker_env(suite: Suite, root: Path, broker: Broker) -> Mapping[str, str]:
+    if suite.broker_env is None:
+        return {}
+    fill = {"bootstrap": broker.bootstrap_servers, "root": str(root)}
+    return {name: value.format(**fill) for name, value in suite.broker_env.items()}
+
+
 def main() -> int:
     failed = False
     with tempfile.TemporaryDirectory() as scratch:
-        for suite in SUITES:
-            print(f"== {suite.client} {version(suite.client)}: tests of {suite.sdist}")
-            for path, reason in suite.ignore.items():
-                print(f"  not run: {path} ({reason})")
-            problems = check(suite, Path(scratch))
-            for problem in problems:
-                print(f"  DIFFERENCE {problem}")
-            failed = failed or bool(problems)
+        broker = start_broker(Path(scratch) / "broker")
+        try:
+            for suite in SUITES:
+                print(f"== {suite.client} {version(suite.client)}: tests of {suite.sdist}")
+                for path, reason in suite.ignore.items():
+                    print(f"  not run: {path} ({reason})")
+                problems = check(suite, Path(scratch), broker)
+                for problem in problems:
+                    print(f"  DIFFERENCE {problem}")
+                failed = failed or bool(problems)
+        finally:
+            broker.stop()
     print("aiokafka: no test suite on PyPI (see this script's docstring)")
     return 1 if failed else 0
 

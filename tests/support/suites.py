@@ -32,22 +32,32 @@ class Suite:
     client: str  # the distribution under test, e.g. "kafka-python"
     sdist: str  # the requirement whose sdist holds the tests, e.g. "kafka-python==3.0.12"
     folder: str  # the test folder inside the sdist
-    # Empty files to add, relative to the sdist root: modules the sdist leaves out.
-    add_empty: tuple[str, ...] = ()
+    # Files to add, relative to the sdist root, with their text: stand-ins for modules the sdist
+    # leaves out.
+    add: Mapping[str, str] = field(default_factory=dict)
     # Paths relative to the sdist root not collected, and test ids not run, each with its reason.
     ignore: Mapping[str, str] = field(default_factory=dict)
+    # Variables that point the suite's integration tests at a running broker; in the values,
+    # ``{bootstrap}`` is its address and ``{root}`` the sdist root. None: no broker needed.
+    broker_env: Mapping[str, str] | None = None
 
 
 def fetch(suite: Suite) -> Path:
     """The sdist root holding ``suite.folder``, downloaded and unpacked on first use.
 
-    Only the test folder is kept, with a ``pytest.ini`` of its own, so pytest neither imports
-    the client from the sdist (the installed client is what runs) nor reads this project's
-    configuration.
+    Only the test folder is kept, with the files ``suite.add`` and a ``pytest.ini`` of its own
+    (a time limit per test), so pytest neither imports the client from the sdist (the installed
+    client is what runs) nor reads this project's configuration.
     """
     root = cache_dir() / "client-suites" / suite.sdist.replace("==", "-")
-    if (root / "pytest.ini").exists():
-        return root
+    if not (root / suite.folder).is_dir():
+        _download(suite, root)
+    for path, text in {**suite.add, "pytest.ini": "[pytest]\ntimeout = 120\n"}.items():
+        (root / path).write_text(text)
+    return root
+
+
+def _download(suite: Suite, root: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         name = suite.sdist.partition("==")[0]
         pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
@@ -58,13 +68,9 @@ def fetch(suite: Suite) -> Path:
         (unpacked,) = (path for path in Path(scratch).iterdir() if path.is_dir())
         staging = Path(scratch) / "suite"
         shutil.copytree(unpacked / suite.folder, staging / suite.folder)
-        for added in suite.add_empty:
-            (staging / added).touch()
-        (staging / "pytest.ini").write_text("[pytest]\n")
         root.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(root, ignore_errors=True)
         shutil.move(str(staging), root)
-    return root
 
 
 def _pytest(suite: Suite, *options: str) -> list[str]:
