@@ -30,12 +30,14 @@ demo-jaeger: install
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end) against Apache
 ## Kafka (fetched from Maven Central on first use; needs Java 17 and Maven), then parts of it on
 ## the other supported Pythons, then the client tests again on the oldest supported releases of
-## each client, then coexistence with the upstream contrib Kafka instrumentations.
+## each client, then coexistence with the upstream contrib Kafka instrumentations, then the
+## clients' own test suites with and without kafka-autotrace.
 test: install
 	$(BIN)/python -m pytest
 	$(MAKE) test-pythons
 	$(MAKE) test-client-matrix
 	$(MAKE) test-coexistence
+	$(MAKE) test-client-suites
 
 ## test-quick: the same suite against the embedded noida-db broker: no JVM, faster start.
 test-quick: install
@@ -116,6 +118,20 @@ test-coexistence: install
 		"opentelemetry-instrumentation-aiokafka==$(UPSTREAM_CONTRIB)" || exit 1; \
 	$$env/bin/python -m pytest tests/test_reliability_coexistence.py \
 		e2e/test_reliability_coexistence_e2e.py
+
+## test-client-suites: the clients' own tests from their PyPI sdists (cached after the first
+## run), without and then under opentelemetry-instrument; fails on any outcome that differs
+## unexpectedly. kafka-autotrace is installed as users install it (a wheel, not editable), so it
+## is reinstalled each run. kafka-python's integration tests run against noida-db (about 2.5
+## minutes in all); KAFKA_AUTOTRACE_TEST_BROKER=kafka runs them on Apache Kafka (about 6).
+.PHONY: test-client-suites
+test-client-suites: install
+	@env=$(VENV)-client-suites; \
+	[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
+	$$env/bin/python -m pip install --quiet '.[test]' pytest-mock pytest-timeout \
+		'confluent-kafka[avro]' || exit 1; \
+	$$env/bin/python -m pip install --quiet --no-deps --force-reinstall . || exit 1; \
+	KAFKA_AUTOTRACE_TEST_BROKER=$${KAFKA_AUTOTRACE_TEST_BROKER:-noida} $$env/bin/python tests/client_suites.py
 
 ## soak: memory over 500,000 messages per client (and, as a control, without instrumentation),
 ## memory per send waiting for a broker that is gone (under each in-flight cap), then app
