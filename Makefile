@@ -30,14 +30,14 @@ demo-jaeger: install
 ## test: the whole suite (unit, real-broker integration, subprocess end-to-end) against Apache
 ## Kafka (fetched from Maven Central on first use; needs Java 17 and Maven), then parts of it on
 ## the other supported Pythons, then the client tests again on the oldest supported releases of
-## each client, then coexistence with the upstream contrib Kafka instrumentations, then the
-## clients' own test suites with and without kafka-autotrace.
+## each client, then the clients' own test suites with and without kafka-autotrace, then
+## coexistence with the upstream contrib Kafka instrumentations.
 test: install
 	$(BIN)/python -m pytest
 	$(MAKE) test-pythons
 	$(MAKE) test-client-matrix
-	$(MAKE) test-coexistence
 	$(MAKE) test-client-suites
+	$(MAKE) test-coexistence
 
 ## test-quick: the same suite against the embedded noida-db broker: no JVM, faster start.
 test-quick: install
