@@ -34,6 +34,9 @@ from kafka_autotrace.tools.receiver import ReceivedMetricPoint
 STEP = Path(__file__).parent / "apps" / "pipeline_step.py"
 CLIENTS = ["kafka-python", "confluent-kafka", "aiokafka"]
 
+SECTIONS = ("Names", "Queries", "Alerting rules")
+"""The sections of docs/metrics.md this module checks: the messaging and pipeline metrics."""
+
 PIPELINE_AGE = "kafka_autotrace.pipeline.age"
 CONSUMER_LAG = "kafka_autotrace.consumer.lag"
 CONSUMED = "messaging.client.consumed.messages"
@@ -264,7 +267,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     shipments = create_topic(bootstrap, unique_topic("shipments"))
     stage_group, final_group = unique_topic("stage"), unique_topic("final")
     rules = tmp_path_factory.mktemp("rules") / "rules.yml"
-    rules.write_text(named_blocks(METRICS_DOC, "yaml")["Alerting rules"] + "\n")
+    rules.write_text(named_blocks(METRICS_DOC, "yaml", SECTIONS)["Alerting rules"] + "\n")
     ports = {service: free_port() for service in ("producer", "stage", "final")}
     with ExitStack() as running:
         prometheus = running.enter_context(
@@ -367,21 +370,21 @@ EXPECTED: dict[str, Callable[[Scraped, list[Sample]], bool]] = {
 
 def test_every_documented_query_is_checked() -> None:
     """A query added to the docs without an expectation here would go untested."""
-    assert set(named_blocks(METRICS_DOC, "promql")) == set(EXPECTED)
-    assert set(named_blocks(METRICS_DOC, "yaml")) == {"Alerting rules"}
+    assert set(named_blocks(METRICS_DOC, "promql", SECTIONS)) == set(EXPECTED)
+    assert set(named_blocks(METRICS_DOC, "yaml", SECTIONS)) == {"Alerting rules"}
 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_documented_query_gives_the_right_numbers(scraped: Scraped, name: str) -> None:
     """The query exactly as the docs give it, on what Prometheus scraped from the apps."""
-    query = named_blocks(METRICS_DOC, "promql")[name]
+    query = named_blocks(METRICS_DOC, "promql", SECTIONS)[name]
     scraped.prometheus.wait_for(query, lambda samples: EXPECTED[name](scraped, samples), 15)
 
 
-@pytest.mark.parametrize("metric", documented_series(METRICS_DOC))
+@pytest.mark.parametrize("metric", documented_series(METRICS_DOC, SECTIONS))
 def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
     """The names in the docs' table are what users search for: each must be scraped."""
-    names = documented_series(METRICS_DOC)[metric]
+    names = documented_series(METRICS_DOC, SECTIONS)[metric]
     query = f'count by (__name__) ({{__name__=~"{"|".join(names)}"}})'
     scraped.prometheus.wait_for(
         query, lambda got: {s.labels["__name__"] for s in got} == set(names)
@@ -412,7 +415,7 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
     growing, does not; an origin whose records are 1 to 5 minutes old fires after 5 minutes,
     one whose records are under a second old does not."""
     ensure_installed()
-    text = named_blocks(METRICS_DOC, "yaml")["Alerting rules"]
+    text = named_blocks(METRICS_DOC, "yaml", SECTIONS)["Alerting rules"]
     (tmp_path / "rules.yml").write_text(text + "\n")
     rules = {
         rule["alert"]: rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]
