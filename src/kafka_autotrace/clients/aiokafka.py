@@ -16,11 +16,12 @@ from kafka_autotrace.core.adapter import (
     ReceiveAdapter,
     SendAdapter,
 )
-from kafka_autotrace.core.calls import CallShape
+from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
-from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.lag import Lag
+from kafka_autotrace.core.listeners import Note, listener_subscription, noting_listener
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
@@ -88,7 +89,19 @@ class _Receive(MappingBatches, ReceiveAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return list(consumer.assignment())
 
-    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
+    def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
+        from aiokafka.abc import ConsumerRebalanceListener
+
+        return listener_subscription(arguments, [ConsumerRebalanceListener], note)
+
+    def note_constructed_subscription(self, consumer: Any, note: Note) -> None:
+        from aiokafka.abc import ConsumerRebalanceListener
+
+        subscription = consumer._subscription
+        if subscription.listener is None:
+            subscription._listener = noting_listener(None, [ConsumerRebalanceListener], note)
+
+    def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
         """From the high watermark of the last fetch and the position, both read synchronously
         (``position()`` is a coroutine, and awaits a position that is not known yet); None for
         either while unknown, or where aiokafka keeps them elsewhere than 0.9 to 0.14 do."""
@@ -124,6 +137,8 @@ class AIOKafkaInstrumentor(MethodWrappingInstrumentor):
     wrappers: ClassVar[Wrappers] = {
         "AIOKafkaProducer": {"send": _SEND.call_async},
         "AIOKafkaConsumer": {
+            "__init__": _RECEIVE.construct,
+            "subscribe": _RECEIVE.subscribe,
             "getone": _RECEIVE.one_async,
             "getmany": _RECEIVE.batch_async,
             "stop": _RECEIVE.close_async,

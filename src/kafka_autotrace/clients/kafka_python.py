@@ -15,11 +15,12 @@ from kafka_autotrace.core.adapter import (
     ReceiveAdapter,
     SendAdapter,
 )
-from kafka_autotrace.core.calls import CallShape
+from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
-from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.lag import Lag
+from kafka_autotrace.core.listeners import Note, listener_subscription, noting_listener
 from kafka_autotrace.core.propagation import HEADERS_MIN_API
 from kafka_autotrace.core.sending import PendingSend
 from kafka_autotrace.core.telemetry import TelemetrySlot
@@ -75,7 +76,15 @@ class _Receive(_Clients, MappingBatches, ReceiveAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return list(consumer._subscription.assignment)
 
-    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
+    def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
+        return listener_subscription(arguments, _listener_bases(), note)
+
+    def note_constructed_subscription(self, consumer: Any, note: Note) -> None:
+        subscription = consumer._subscription
+        if subscription.rebalance_listener is None:
+            subscription.rebalance_listener = noting_listener(None, _listener_bases(), note)
+
+    def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
         """From the position (an int in 2.0, an OffsetAndMetadata later) and the high watermark;
         for a partition whose fetched records are not parsed yet, kafka-python knows the
         latter only from the fetch response waiting in its fetcher."""
@@ -87,6 +96,16 @@ class _Receive(_Clients, MappingBatches, ReceiveAdapter):
         if not isinstance(position, int) or highwater is None or highwater < 0:
             return None
         return partition.topic, partition.partition, highwater - position
+
+
+def _listener_bases() -> list[type]:
+    """The listener classes kafka-python accepts (the asynchronous one from 3.0 on)."""
+    from kafka.consumer import subscription_state
+
+    names = ("ConsumerRebalanceListener", "AsyncConsumerRebalanceListener")
+    return [
+        getattr(subscription_state, name) for name in names if hasattr(subscription_state, name)
+    ]
 
 
 def _unparsed_highwater(fetcher: Any, partition: Any) -> int | None:
@@ -126,6 +145,8 @@ class KafkaPythonInstrumentor(MethodWrappingInstrumentor):
     wrappers: ClassVar[Wrappers] = {
         "KafkaProducer": {"send": _SEND.call},
         "KafkaConsumer": {
+            "__init__": _RECEIVE.construct,
+            "subscribe": _RECEIVE.subscribe,
             "__next__": _RECEIVE.one,
             "poll": _RECEIVE.batch,
             "close": _RECEIVE.close,

@@ -11,7 +11,8 @@ from typing import Any, Protocol, TypeVar
 
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
-from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.lag import Lag
+from kafka_autotrace.core.listeners import Note
 from kafka_autotrace.core.sending import PendingSend, Send
 
 _logger = logging.getLogger(__name__)
@@ -136,14 +137,10 @@ class SendAdapter(_ClientAdapter):
 
 
 class ReceiveAdapter(_ClientAdapter):
-    """How one client library hands records to the application."""
+    """How one client library hands records to the application, tells a consumer's lag (a
+    :class:`~kafka_autotrace.core.lag.LagReader`) and its group changes."""
 
     getter: RecordGetter[Any]
-    counts_positions = False
-    """Whether the core keeps :attr:`LagState.handed <kafka_autotrace.core.lag.LagState.handed>`
-    for :meth:`partition_lag`."""
-    lag_read_anywhere = True
-    """See :class:`~kafka_autotrace.core.lag.LagReader`, which this class implements."""
 
     def is_record(self, entry: Any) -> bool:
         """Whether something a consumer returned is a record (not None or an error event)."""
@@ -160,8 +157,17 @@ class ReceiveAdapter(_ClientAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return ()
 
-    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
+    def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
         return None
+
+    def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
+        """The arguments of a ``subscribe()`` call with rebalance callbacks or a listener that
+        call ``note`` and then the application's; None to leave the call as it is."""
+        return None
+
+    def note_constructed_subscription(self, consumer: Any, note: Note) -> None:
+        """Give a consumer its constructor subscribed, without a listener, one that calls
+        ``note``."""
 
 
 class MappingBatches:

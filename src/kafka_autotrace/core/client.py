@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kafka_autotrace.core.lag import LagState
+from kafka_autotrace.core.rebalance import GroupChanges
 from kafka_autotrace.core.scope import ConsumerScopes
 
 STATE_ATTR = "_kafka_autotrace"
@@ -38,7 +38,7 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("delegated", "info", "lag", "scopes")
+    __slots__ = ("delegated", "group", "info", "reported", "scopes")
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -46,8 +46,10 @@ class ClientState:
         """The process span this consumer holds open."""
         self.delegated = False
         """True for a client that another traced client wraps and traces on behalf of."""
-        self.lag = LagState()
-        """What reporting this consumer's lag needs."""
+        self.reported = False
+        """Whether this consumer's lag and group metrics are reported (from its first call)."""
+        self.group = GroupChanges()
+        """This consumer's group changes and polling."""
 
 
 def state_of(client: object) -> ClientState | None:

@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, RecordGetter, SendAdapter
+from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, SendAdapter
 from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
 from kafka_autotrace.core.client import ClientState, keep_state, state_of
-from kafka_autotrace.core.lag import refresh_lags
+from kafka_autotrace.core.rebalance import note_change
 from kafka_autotrace.core.scope import Suppressed, is_suppressed
 from kafka_autotrace.core.sending import Send
 from kafka_autotrace.core.telemetry import TelemetrySlot
@@ -54,13 +54,6 @@ class _SendCall:
         self.pending = pending
         self.arguments = arguments
         self.by_callback = by_callback
-
-
-def _hand(state: ClientState, getter: RecordGetter[Any], record: Any) -> None:
-    """Note the consumer's position after handing ``record`` to the application."""
-    offset = getter.offset(record)
-    if offset is not None:
-        state.lag.handed[getter.topic(record), getter.partition(record) or 0] = offset + 1
 
 
 class SendFlow:
@@ -184,13 +177,66 @@ class ReceiveFlow:
         if state is None:
             return None
         state.scopes.finish()
-        if not state.lag.reported:
+        state.group.last_call = time.monotonic()
+        if not state.reported:
             telemetry = self._slot.telemetry
             if telemetry is not None:
                 telemetry.report_lag(client, state, self._adapter)
-        elif not self._adapter.lag_read_anywhere:
-            refresh_lags(client, state.lag, self._adapter)
         return state
+
+    def _noting(self, client: object) -> Callable[[str, Any], None] | None:
+        """What notes the group changes of ``client``, whose metrics are reported from then
+        on; None for a consumer not traced."""
+        state = _traced_state(client, self._adapter)
+        telemetry = self._slot.telemetry
+        if state is None or telemetry is None:
+            return None
+        if not state.reported:
+            telemetry.report_lag(client, state, self._adapter)
+
+        def note(change: str, partitions: Any) -> None:
+            pairs = [(partition.topic, partition.partition) for partition in partitions]
+            note_change(state.info.consumer_group, state.group, change, pairs)
+
+        return note
+
+    def subscribe(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """``subscribe()``, with the application's rebalance callbacks or listener wrapped to
+        note each change first (ours alone when it passed none)."""
+        arguments = None
+        try:
+            note = self._noting(client)
+            if note is not None:
+                arguments = self._adapter.noting_subscription((args, kwargs), note)
+        except Exception:
+            _logger.debug("kafka-autotrace: wrapping rebalance callbacks failed", exc_info=True)
+        if arguments is None:
+            return call(*args, **kwargs)
+        return call(*arguments[0], **arguments[1])
+
+    def construct(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A consumer's ``__init__``: one subscribed by its constructor gets a noting listener
+        in place of the none it has."""
+        result = call(*args, **kwargs)
+        try:
+            note = self._noting(client)
+            if note is not None:
+                self._adapter.note_constructed_subscription(client, note)
+        except Exception:
+            _logger.debug("kafka-autotrace: adding a rebalance listener failed", exc_info=True)
+        return result
 
     def _closing(self, client: object) -> None:
         """End the open process span of a consumer that closes, and stop reporting its lag."""
@@ -210,8 +256,6 @@ class ReceiveFlow:
         adapter = self._adapter
         try:
             if entry is not None and adapter.is_record(entry):
-                if adapter.counts_positions:
-                    _hand(state, adapter.getter, entry)
                 scope = telemetry.start_process(entry, adapter.getter, state.info)
                 if scope is not None:
                     state.scopes.enter(scope)
@@ -239,9 +283,6 @@ class ReceiveFlow:
             ]
             if not records:
                 return result
-            if adapter.counts_positions:
-                for record in records:
-                    _hand(state, adapter.getter, record)
             incoming = iter(
                 telemetry.record_poll(records, adapter.getter, state.info, started_ns, started)
             )

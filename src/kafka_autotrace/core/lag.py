@@ -1,21 +1,23 @@
-"""Consumer lag, reported by an observable gauge: per assigned partition, the broker's high
-watermark minus the consumer's position (the next offset it will hand to the application).
+"""Consumer lag, reported by an observable gauge: per assigned partition, the high watermark
+the consumer knows minus the position the application has reached (the next offset it would
+be handed).
 
-The gauge's callback runs in the metric reader's thread, beside the application's own use of
-its consumers. So it only reads what each consumer already knows (the adapter says how, per
-partition, without blocking on the network for long), never breaks a consumer, reads each
-partition on its own so that one failure drops only that partition, and forgets a consumer
-once it is closed or collected.
+Everything is read when the metrics are exported, in the metric reader's thread, from what
+each consumer already knows (the adapter says how: the client's fetch state, its cached
+watermarks, librdkafka's statistics): never a request to the broker, and never inside the
+application's calls. So a consumer that idles is never staler than one export, and a
+partition it no longer owns disappears with its assignment. Each partition is read on its own,
+so that one failure drops only that partition, and a consumer is forgotten once it is closed
+or collected.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
@@ -24,10 +26,10 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_PARTITION_ID,
 )
 
-_logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from kafka_autotrace.core.client import ClientState
 
-REFRESH_S = 1.0
-"""How often a lag read in the application's thread is read again."""
+_logger = logging.getLogger(__name__)
 
 CONSUMER_LAG = "kafka_autotrace.consumer.lag"
 """Not a semantic convention (they define no lag metric): messages not yet handed to the
@@ -38,61 +40,41 @@ Lag = tuple[str, int, int]
 """``(topic, partition, messages)`` of one assigned partition."""
 
 
-class LagState:
-    """What one consumer keeps for its lag to be reported."""
-
-    __slots__ = ("due", "handed", "lags", "reported")
-
-    def __init__(self) -> None:
-        self.reported = False
-        """Whether this consumer's lag is reported (from its first call on)."""
-        self.handed: dict[tuple[str, int], int] = {}
-        """The next offset per (topic, partition) after the records this consumer handed to
-        the application, for libraries that cannot tell their position safely."""
-        self.lags: list[Lag] = []
-        """The lag per partition as last read in the application's thread, for consumers that
-        cannot be read from another (:attr:`LagReader.lag_read_anywhere`)."""
-        self.due = 0.0
-        """When (monotonic) :attr:`lags` is next read."""
-
-
 class LagReader(Protocol):
-    """How one client library's consumers tell their lag (a receive adapter)."""
-
-    @property
-    def lag_read_anywhere(self) -> bool:
-        """Whether the metric reader's thread may read a consumer's lag while the application
-        uses it; if not, the lag is read before the application's calls, at most every
-        :data:`REFRESH_S`, and that is reported."""
-        ...
+    """How one client library's consumers tell their lag (a receive adapter). Both methods run
+    in the metric reader's thread while the application may be inside a call of the same
+    consumer: they read local state only."""
 
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
-        """The partitions assigned to ``consumer``, in the library's own type; read without
-        blocking."""
+        """The partitions assigned to ``consumer``, in the library's own type."""
         ...
 
-    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
-        """The lag of one assigned partition, None while unknown: from what the consumer knows
-        already, or with a short timeout."""
+    def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
+        """The lag of one assigned partition, None while unknown."""
         ...
+
+
+Tracked = tuple[Any, "ClientState", LagReader]
+"""A consumer whose lag is reported, its state and its adapter."""
 
 
 class ConsumerLag:
-    """The consumers whose lag is reported, weakly held."""
+    """The consumers whose lag (and group membership, :mod:`~kafka_autotrace.core.groups`) is
+    reported, weakly held."""
 
     __slots__ = ("_consumers", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._consumers: weakref.WeakKeyDictionary[Any, tuple[str | None, LagState, LagReader]] = (
+        self._consumers: weakref.WeakKeyDictionary[Any, tuple[ClientState, LagReader]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def track(self, consumer: Any, group: str | None, lag: LagState, reader: LagReader) -> None:
-        """Report ``consumer``'s lag, with its consumer ``group`` as an attribute."""
+    def track(self, consumer: Any, state: ClientState, reader: LagReader) -> None:
+        """Report ``consumer``'s lag from now on."""
         try:
             with self._lock:
-                self._consumers[consumer] = (group, lag, reader)
+                self._consumers[consumer] = (state, reader)
         except TypeError:  # not weakly referenceable: its lag is not reported
             _logger.debug("kafka-autotrace: cannot report the lag of %r", consumer)
 
@@ -100,13 +82,17 @@ class ConsumerLag:
         with self._lock:
             self._consumers.pop(consumer, None)
 
-    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+    def tracked(self) -> list[Tracked]:
         with self._lock:
-            consumers = list(self._consumers.items())
+            return [
+                (consumer, state, reader) for consumer, (state, reader) in self._consumers.items()
+            ]
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []
-        for consumer, (group, lag, reader) in consumers:
-            lags = read_lags(consumer, lag, reader) if reader.lag_read_anywhere else lag.lags
-            for topic, partition, messages in lags:
+        for consumer, state, reader in self.tracked():
+            group = state.info.consumer_group
+            for topic, partition, messages in read_lags(consumer, reader):
                 attributes: dict[str, str] = {
                     MESSAGING_DESTINATION_NAME: topic,
                     MESSAGING_DESTINATION_PARTITION_ID: str(partition),
@@ -117,28 +103,24 @@ class ConsumerLag:
         return observations
 
 
-def read_lags(consumer: Any, lag: LagState, reader: LagReader) -> list[Lag]:
-    """The lag of each assigned partition whose lag can be read now."""
+def read_assignment(consumer: Any, reader: LagReader) -> list[Any] | None:
+    """The partitions assigned to ``consumer`` now, None when they cannot be read."""
     try:
-        partitions = list(reader.assigned_partitions(consumer))
+        return list(reader.assigned_partitions(consumer))
     except Exception:
         _logger.debug("kafka-autotrace: reading an assignment failed", exc_info=True)
-        return []
+        return None
+
+
+def read_lags(consumer: Any, reader: LagReader) -> list[Lag]:
+    """The lag of each assigned partition whose lag is known now."""
     lags: list[Lag] = []
-    for partition in partitions:
+    for partition in read_assignment(consumer, reader) or ():
         try:
-            partition_lag = reader.partition_lag(consumer, lag, partition)
+            partition_lag = reader.partition_lag(consumer, partition)
         except Exception:
             _logger.debug("kafka-autotrace: reading a lag failed", exc_info=True)
             continue
         if partition_lag is not None:
             lags.append(partition_lag)
     return lags
-
-
-def refresh_lags(consumer: Any, lag: LagState, reader: LagReader) -> None:
-    """Read the lag in the application's thread, at most every :data:`REFRESH_S`."""
-    now = time.monotonic()
-    if now >= lag.due:
-        lag.due = now + REFRESH_S
-        lag.lags = read_lags(consumer, lag, reader)

@@ -26,6 +26,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
 from kafka_autotrace.core.budget import BudgetedHistogram
+from kafka_autotrace.core.groups import GroupInstruments
 from kafka_autotrace.core.lag import CONSUMER_LAG, ConsumerLag
 from kafka_autotrace.core.memo import remember
 from kafka_autotrace.core.sdk import is_api_meter
@@ -178,6 +179,7 @@ class MessagingInstruments:
             unit="{message}",
             description="Messages in an assigned partition not yet handed to the application.",
         )
+        GroupInstruments(meter, lag)
         return cls(
             operation_duration=seconds(
                 MESSAGING_CLIENT_OPERATION_DURATION,

@@ -161,10 +161,8 @@ class KafkaTelemetry:
     def report_lag(self, consumer: object, state: ClientState, reader: LagReader) -> None:
         """Report ``consumer``'s lag from now on, until :meth:`stop_reporting_lag`."""
         if not self._sdk.idle():
-            state.lag.reported = True
-            self._instruments.consumer_lag.track(
-                consumer, state.info.consumer_group, state.lag, reader
-            )
+            state.reported = True
+            self._instruments.consumer_lag.track(consumer, state, reader)
 
     def stop_reporting_lag(self, consumer: object) -> None:
         self._instruments.consumer_lag.forget(consumer)

@@ -32,7 +32,7 @@ from kafka_autotrace.core.adapter import UNTOUCHED
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
-from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 
 
@@ -75,10 +75,9 @@ class _Receive(ConfluentReceives):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return super().assigned_partitions(consumer._consumer)
 
-    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
-        """What the wrapped consumer knows, with the records this aio consumer handed out."""
+    def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
         inner = consumer._consumer
-        return lag_of(inner, partition, lag.handed, state_of(inner))
+        return lag_of(inner, partition, state_of(inner))
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())

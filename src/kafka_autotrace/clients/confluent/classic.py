@@ -142,6 +142,9 @@ class _TracedConsumer:
         _construct(super(), args, kwargs)
         remember(self, args, kwargs)
 
+    def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        return _RECEIVE.subscribe(super().subscribe, self, args, kwargs)  # type: ignore[misc]
+
     def poll(self, *args: Any, **kwargs: Any) -> Any:
         return _RECEIVE.one(super().poll, self, args, kwargs)  # type: ignore[misc]
 

@@ -17,13 +17,17 @@ import logging
 import sys
 import types
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from types import ModuleType
 from typing import Any
 
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
+from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState, keep_state, state_of
-from kafka_autotrace.core.lag import Lag, LagState
+from kafka_autotrace.core.lag import Lag
+from kafka_autotrace.core.listeners import Note
+from kafka_autotrace.core.rebalance import ASSIGNED, LOST, REVOKED
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
@@ -32,8 +36,6 @@ _ORIGINAL_ATTR = "_kafka_autotrace_original"
 _TIMESTAMP_NOT_AVAILABLE = 0
 _TRUE = frozenset({"true", "t", "1"})  # what librdkafka reads as a true boolean property
 _EARLIEST = frozenset({"smallest", "earliest", "beginning"})
-_COMMITTED_TIMEOUT_S = 0.5
-"""The longest the lag gauge waits for the committed offset of a partition not reached yet."""
 
 TELEMETRY = TelemetrySlot()
 """Shared by the synchronous and asyncio classes: one instrumentor traces both."""
@@ -153,38 +155,60 @@ class ConfluentReceives(ReceiveAdapter):
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return consumer.assignment()  # type: ignore[no-any-return]
 
-    counts_positions = True
-    lag_read_anywhere = False
-    """A consumer method called while ``poll()``/``consume()`` runs in another thread waits
-    for it to return."""
+    def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
+        return lag_of(consumer, partition, state_of(consumer))
 
-    def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
-        return lag_of(consumer, partition, lag.handed, state_of(consumer))
+    def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
+        return noting_callbacks(arguments, note)
 
 
-def lag_of(
-    consumer: Any, partition: Any, handed: dict[tuple[str, int], int], config: ClientState | None
-) -> Lag | None:
-    """The cached high watermark minus the position: the one after the last record handed
-    out (``handed``); for a partition not reached yet, the committed offset (kept in
-    ``handed`` from then on), else where ``auto.offset.reset`` (in ``config``, the state of
-    the client constructed with it) puts it."""
+def lag_of(consumer: Any, partition: Any, config: ClientState | None) -> Lag | None:
+    """The cached high watermark minus the position the application reached (librdkafka's
+    ``position()``: the offset after the last message it handed out); for a partition not
+    reached yet, where ``auto.offset.reset`` (in ``config``, the state of the client
+    constructed with it) puts it. Both are read from librdkafka's memory, without a request."""
     low, high = consumer.get_watermark_offsets(partition, cached=True)
     if high < 0:
         return None
-    key = (partition.topic, partition.partition)
-    offset = handed.get(key, -1)
-    if offset < 0:
-        [committed] = consumer.committed([partition], timeout=_COMMITTED_TIMEOUT_S)
-        offset = committed.offset
-        if offset >= 0:
-            handed[key] = offset
+    [position] = consumer.position([partition])
+    offset = position.offset
     if offset < 0:
         starts_at_earliest = isinstance(config, ConfluentState) and config.starts_at_earliest
         offset = low if starts_at_earliest else high
     if offset < 0:
         return None
     return partition.topic, partition.partition, high - offset
+
+
+_SUBSCRIBE = CallShape("topics", "on_assign", "on_revoke", "on_lost")
+
+
+def noting_callbacks(arguments: Arguments, note: Note) -> Arguments | None:
+    """``subscribe()``'s arguments with rebalance callbacks that note each change, then call the
+    application's as librdkafka's binding would: ``on_lost``, or ``on_revoke`` when it gave no
+    ``on_lost``. Ours assign nothing, so the binding still assigns (or unassigns) after them
+    when the application's did not, as it does without callbacks."""
+    args, kwargs = arguments
+    given = {
+        name: _SUBSCRIBE.get(args, kwargs, name) for name in ("on_assign", "on_revoke", "on_lost")
+    }
+    if any(callback is not None and not callable(callback) for callback in given.values()):
+        return None  # left for the binding to reject
+    on_lost = given["on_lost"] or given["on_revoke"]
+    for name, change, callback in (
+        ("on_assign", ASSIGNED, given["on_assign"]),
+        ("on_revoke", REVOKED, given["on_revoke"]),
+        ("on_lost", LOST, on_lost),
+    ):
+        args, kwargs = _SUBSCRIBE.replace(
+            args, kwargs, name, partial(_noted, note, change, callback)
+        )
+    return args, kwargs
+
+
+def _noted(note: Note, change: str, callback: Any, consumer: Any, partitions: Any) -> Any:
+    note(change, partitions)
+    return None if callback is None else callback(consumer, partitions)
 
 
 # -- class replacement ------------------------------------------------------------------------

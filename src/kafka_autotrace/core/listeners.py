@@ -1,0 +1,104 @@
+"""Rebalance listeners that note each change of a consumer's assignment, then call the
+application's own listener exactly as the library would have: same method, same argument,
+its return value and exceptions passed on. For libraries that take a listener object with
+``on_partitions_assigned``, ``on_partitions_revoked`` and ``on_partitions_lost`` methods
+(kafka-python, aiokafka).
+
+Each method of ours is a coroutine function exactly where the application's is one, because
+the libraries decide whether to await a method by asking (kafka-python) or by what it returns
+(aiokafka). Without an application listener, ours only notes the changes, as the library's
+own default does nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kafka_autotrace.core.calls import Arguments, CallShape
+from kafka_autotrace.core.rebalance import ASSIGNED, LOST, REVOKED
+
+Note = Callable[[str, Any], None]
+"""Called as ``note(change, partitions)`` before the application's listener."""
+
+_METHODS = {
+    "on_partitions_assigned": ASSIGNED,
+    "on_partitions_revoked": REVOKED,
+    "on_partitions_lost": LOST,
+}
+
+
+def _target(listener: object, name: str) -> Callable[[Any], Any] | None:
+    """The application's method the library would call for ``name``: a listener without
+    ``on_partitions_lost`` (written for older releases) is told of lost partitions as revoked."""
+    if listener is None:
+        return None
+    method = getattr(listener, name, None)
+    if method is None and name == "on_partitions_lost":
+        method = listener.on_partitions_revoked  # type: ignore[attr-defined]
+    return method
+
+
+def _sync_method(name: str, change: str) -> Callable[..., Any]:
+    def method(self: Any, partitions: Any) -> Any:
+        self._note(change, partitions)
+        target = _target(self._listener, name)
+        return None if target is None else target(partitions)
+
+    method.__name__ = name
+    return method
+
+
+def _async_method(name: str, change: str) -> Callable[..., Any]:
+    async def method(self: Any, partitions: Any) -> Any:
+        self._note(change, partitions)
+        target = _target(self._listener, name)
+        return None if target is None else await target(partitions)
+
+    method.__name__ = name
+    return method
+
+
+@functools.cache
+def _listener_class(base: type, asynchronous: tuple[bool, ...]) -> type:
+    def __init__(self: Any, listener: object, note: Note) -> None:
+        self._listener = listener
+        self._note = note
+
+    namespace: dict[str, Any] = {"__init__": __init__, "__module__": __name__}
+    for (name, change), is_async in zip(_METHODS.items(), asynchronous):
+        namespace[name] = (_async_method if is_async else _sync_method)(name, change)
+    return type(f"Noting{base.__name__}", (base,), namespace)
+
+
+def noting_listener(listener: object, bases: Sequence[type], note: Note) -> object | None:
+    """A listener that notes changes and calls ``listener`` (None: none) on, derived from the
+    first of the library's listener ``bases`` that ``listener`` is an instance of; None for an
+    object that is none of them, which the library is left to reject as without us."""
+    base = bases[0]
+    if listener is not None:
+        matching = [base for base in bases if isinstance(listener, base)]
+        if not matching:
+            return None
+        base = matching[0]
+    asynchronous = tuple(inspect.iscoroutinefunction(_target(listener, name)) for name in _METHODS)
+    noting: object = _listener_class(base, asynchronous)(listener, note)
+    return noting
+
+
+_SUBSCRIBE = CallShape("topics", "pattern", "listener")
+"""``subscribe(topics=(), pattern=None, listener=None)`` of kafka-python and aiokafka."""
+
+
+def listener_subscription(
+    arguments: Arguments, bases: Sequence[type], note: Note
+) -> Arguments | None:
+    """The arguments of such a ``subscribe()`` with a noting listener in place of the
+    application's."""
+    args, kwargs = arguments
+    noting = noting_listener(_SUBSCRIBE.get(args, kwargs, "listener"), bases, note)
+    if noting is None:
+        return None
+    return _SUBSCRIBE.replace(args, kwargs, "listener", noting)
