@@ -11,9 +11,7 @@ once it is closed or collected.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -23,6 +21,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_DESTINATION_PARTITION_ID,
 )
+
+from kafka_autotrace.core.tracking import TrackedClients
 
 _logger = logging.getLogger(__name__)
 
@@ -80,29 +80,20 @@ class LagReader(Protocol):
 class ConsumerLag:
     """The consumers whose lag is reported, weakly held."""
 
-    __slots__ = ("_consumers", "_lock")
+    __slots__ = ("_consumers",)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._consumers: weakref.WeakKeyDictionary[Any, tuple[str | None, LagState, LagReader]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._consumers: TrackedClients[tuple[str | None, LagState, LagReader]] = TrackedClients()
 
     def track(self, consumer: Any, group: str | None, lag: LagState, reader: LagReader) -> None:
         """Report ``consumer``'s lag, with its consumer ``group`` as an attribute."""
-        try:
-            with self._lock:
-                self._consumers[consumer] = (group, lag, reader)
-        except TypeError:  # not weakly referenceable: its lag is not reported
-            _logger.debug("kafka-autotrace: cannot report the lag of %r", consumer)
+        self._consumers.track(consumer, (group, lag, reader))
 
     def forget(self, consumer: Any) -> None:
-        with self._lock:
-            self._consumers.pop(consumer, None)
+        self._consumers.forget(consumer)
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
-        with self._lock:
-            consumers = list(self._consumers.items())
+        consumers = self._consumers.items()
         observations = []
         for consumer, (group, lag, reader) in consumers:
             lags = read_lags(consumer, lag, reader) if reader.lag_read_anywhere else lag.lags

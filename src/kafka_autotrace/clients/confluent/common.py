@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from kafka_autotrace.clients.confluent.statistics import StatisticsTap, tap_statistics
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
 from kafka_autotrace.core.client import ClientInfo, ClientState, keep_state, state_of
@@ -78,7 +79,7 @@ class ConfluentState(ClientState):
     """A client's state, with what its configuration says about delivery reports, which
     confluent-kafka does not expose after construction."""
 
-    __slots__ = ("default_callback", "follows_delivery", "starts_at_earliest")
+    __slots__ = ("default_callback", "follows_delivery", "starts_at_earliest", "statistics")
 
     def __init__(
         self,
@@ -86,6 +87,7 @@ class ConfluentState(ClientState):
         default_callback: object = None,
         follows_delivery: bool = True,
         starts_at_earliest: bool = False,
+        statistics: StatisticsTap | None = None,
     ) -> None:
         super().__init__(info)
         self.default_callback = default_callback
@@ -94,11 +96,42 @@ class ConfluentState(ClientState):
         """False with ``delivery.report.only.error``: successes are never reported."""
         self.starts_at_earliest = starts_at_earliest
         """Where ``auto.offset.reset`` puts a partition with no committed offset."""
+        self.statistics = statistics
+        """librdkafka's latest statistics for this client, None when they are not tapped."""
 
 
-def remember(client: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+def tapped(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any], StatisticsTap | None]:
+    """The arguments to construct a client with: with our statistics tap when the clients'
+    statistics are bridged, else (or when tapping fails) the application's own."""
+    telemetry = TELEMETRY.telemetry
+    try:
+        if telemetry is not None and telemetry.bridges_client_metrics():
+            return tap_statistics(args, kwargs)
+    except Exception:
+        _logger.debug("kafka-autotrace: tapping librdkafka statistics failed", exc_info=True)
+    return args, kwargs, None
+
+
+def statistics_of(client: object) -> dict[str, Any] | None:
+    """The latest librdkafka statistics of a traced client, parsed; None when not tapped or
+    none emitted yet."""
+    state = state_of(client)
+    if isinstance(state, ConfluentState) and state.statistics is not None:
+        return state.statistics.latest()
+    return None
+
+
+def remember(
+    client: object,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    statistics: StatisticsTap | None = None,
+) -> None:
     """Keep what tracing needs from the configuration a client was constructed with (a dict
-    and/or keyword properties, merged as confluent-kafka merges them)."""
+    and/or keyword properties, merged as confluent-kafka merges them), and its statistics
+    tap."""
     try:
         config: dict[str, Any] = dict(args[0]) if args and isinstance(args[0], Mapping) else {}
         config.update(kwargs)
@@ -116,6 +149,7 @@ def remember(client: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
                 config.get("on_delivery"),
                 follows_delivery=only_errors not in _TRUE,
                 starts_at_earliest=reset in _EARLIEST,
+                statistics=statistics,
             ),
         )
     except Exception:
