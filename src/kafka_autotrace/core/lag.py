@@ -14,8 +14,6 @@ or collected.
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,6 +23,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_DESTINATION_PARTITION_ID,
 )
+
+from kafka_autotrace.core.tracking import TrackedClients
 
 if TYPE_CHECKING:
     from kafka_autotrace.core.client import ClientState
@@ -62,31 +62,20 @@ class ConsumerLag:
     """The consumers whose lag (and group membership, :mod:`~kafka_autotrace.core.groups`) is
     reported, weakly held."""
 
-    __slots__ = ("_consumers", "_lock")
+    __slots__ = ("_consumers",)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._consumers: weakref.WeakKeyDictionary[Any, tuple[ClientState, LagReader]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._consumers: TrackedClients[tuple[ClientState, LagReader]] = TrackedClients()
 
     def track(self, consumer: Any, state: ClientState, reader: LagReader) -> None:
         """Report ``consumer``'s lag from now on."""
-        try:
-            with self._lock:
-                self._consumers[consumer] = (state, reader)
-        except TypeError:  # not weakly referenceable: its lag is not reported
-            _logger.debug("kafka-autotrace: cannot report the lag of %r", consumer)
+        self._consumers.track(consumer, (state, reader))
 
     def forget(self, consumer: Any) -> None:
-        with self._lock:
-            self._consumers.pop(consumer, None)
+        self._consumers.forget(consumer)
 
     def tracked(self) -> list[Tracked]:
-        with self._lock:
-            return [
-                (consumer, state, reader) for consumer, (state, reader) in self._consumers.items()
-            ]
+        return [(consumer, state, reader) for consumer, (state, reader) in self._consumers.items()]
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []

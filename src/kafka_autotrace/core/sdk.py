@@ -32,12 +32,19 @@ def is_api_meter(meter: Meter | MeterProvider) -> bool:
 class SdkPresence:
     """Whether the spans and measurements of one tracer and meter can be recorded at all."""
 
-    __slots__ = ("_live", "_meter_follows_global", "_next_check", "_tracer_follows_global")
+    __slots__ = (
+        "_api_meter",
+        "_live",
+        "_meter_follows_global",
+        "_next_check",
+        "_tracer_follows_global",
+    )
 
     def __init__(self, tracer: Tracer, meter: Meter) -> None:
         api_tracer = isinstance(tracer, (ProxyTracer, NoOpTracer))
         api_meter = is_api_meter(meter)
         self._live = not (api_tracer and api_meter)
+        self._api_meter = api_meter
         # An explicit no-op stays one; a proxy follows the global provider.
         self._tracer_follows_global = isinstance(tracer, ProxyTracer)
         self._meter_follows_global = api_meter and not isinstance(meter, NoOpMeter)
@@ -55,6 +62,13 @@ class SdkPresence:
             self._live = True
             return False
         return True
+
+    def meter_records(self) -> bool:
+        """Whether our meter's measurements are recorded now (an SDK meter, or a proxy with a
+        global SDK meter provider to delegate to)."""
+        if not self._api_meter:
+            return True
+        return self._meter_follows_global and not is_api_meter(metrics.get_meter_provider())
 
     def _provider_set(self) -> bool:
         """Whether a global SDK provider has been set for one of our proxies to delegate to."""

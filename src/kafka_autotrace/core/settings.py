@@ -30,6 +30,7 @@ ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
 ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
 ENV_MAX_INFLIGHT_SPANS = "KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS"
 ENV_HISTOGRAM_BUDGET = "KAFKA_AUTOTRACE_HISTOGRAM_BUDGET"
+ENV_CLIENT_METRICS = "KAFKA_AUTOTRACE_CLIENT_METRICS"
 VARIABLES: Mapping[str, str] = {
     "capture_headers": ENV_CAPTURE_HEADERS,
     "capture_key": ENV_CAPTURE_KEY,
@@ -41,6 +42,7 @@ VARIABLES: Mapping[str, str] = {
     "batch_process_spans": ENV_BATCH_PROCESS_SPANS,
     "max_inflight_spans": ENV_MAX_INFLIGHT_SPANS,
     "histogram_budget": ENV_HISTOGRAM_BUDGET,
+    "client_metrics": ENV_CLIENT_METRICS,
 }
 """The environment variable of each setting, in the order of :class:`Settings`' fields."""
 
@@ -89,6 +91,10 @@ class Settings:
     histogram_budget: int = DEFAULT_HISTOGRAM_BUDGET
     """At most this many measurements a second per histogram and attribute set, sampled evenly
     above it; 0 records all (see :mod:`kafka_autotrace.core.budget`)."""
+    client_metrics: bool = True
+    """Whether the clients' own statistics are bridged (see
+    :mod:`kafka_autotrace.core.client_metrics`); off, confluent-kafka clients are constructed
+    with the application's configuration unchanged."""
     _excluded_cache: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -118,6 +124,7 @@ class Settings:
             batch_process_spans=env.flag(ENV_BATCH_PROCESS_SPANS, True),
             max_inflight_spans=env.count(ENV_MAX_INFLIGHT_SPANS, DEFAULT_MAX_INFLIGHT_SPANS),
             histogram_budget=env.count(ENV_HISTOGRAM_BUDGET, DEFAULT_HISTOGRAM_BUDGET),
+            client_metrics=env.flag(ENV_CLIENT_METRICS, True),
         )
         return settings, env.problems
 

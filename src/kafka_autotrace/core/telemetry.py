@@ -156,6 +156,13 @@ class KafkaTelemetry:
             trace_headers = {**trace_headers, ORIGIN_HEADER: pending.origin.header}
         return merge_headers(headers, trace_headers)
 
+    # -- the clients' own statistics --------------------------------------------------------
+
+    def bridges_client_metrics(self) -> bool:
+        """Whether a client constructed now gets its own statistics bridged: the setting is on
+        and our meter records."""
+        return self.settings.client_metrics and self._sdk.meter_records()
+
     # -- consumer ---------------------------------------------------------------------------
 
     def report_lag(self, consumer: object, state: ClientState, reader: LagReader) -> None:

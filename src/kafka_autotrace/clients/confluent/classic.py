@@ -29,6 +29,7 @@ from kafka_autotrace.clients.confluent.common import (
     ConfluentState,
     acknowledged,
     remember,
+    tapped,
 )
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
@@ -119,8 +120,9 @@ class _TracedProducer:
     _sends: ClassVar[SendFlow] = SendFlow(TELEMETRY, _Produce())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _construct(super(), args, kwargs)
-        remember(self, args, kwargs)
+        tapped_args, tapped_kwargs, statistics = tapped(args, kwargs)
+        _construct(super(), tapped_args, tapped_kwargs)
+        remember(self, args, kwargs, statistics)
 
     def produce(self, *args: Any, **kwargs: Any) -> Any:
         return self._sends.call(super().produce, self, args, kwargs)  # type: ignore[misc]
@@ -139,8 +141,9 @@ class _TracedConsumer:
     __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _construct(super(), args, kwargs)
-        remember(self, args, kwargs)
+        tapped_args, tapped_kwargs, statistics = tapped(args, kwargs)
+        _construct(super(), tapped_args, tapped_kwargs)
+        remember(self, args, kwargs, statistics)
 
     def subscribe(self, *args: Any, **kwargs: Any) -> Any:
         return _RECEIVE.subscribe(super().subscribe, self, args, kwargs)  # type: ignore[misc]

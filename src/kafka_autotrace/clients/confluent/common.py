@@ -21,6 +21,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
+from kafka_autotrace.clients.confluent.statistics import StatisticsTap, tap_statistics
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
 from kafka_autotrace.core.calls import Arguments, CallShape
@@ -80,7 +81,7 @@ class ConfluentState(ClientState):
     """A client's state, with what its configuration says about delivery reports, which
     confluent-kafka does not expose after construction."""
 
-    __slots__ = ("default_callback", "follows_delivery", "starts_at_earliest")
+    __slots__ = ("default_callback", "follows_delivery", "starts_at_earliest", "statistics")
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class ConfluentState(ClientState):
         default_callback: object = None,
         follows_delivery: bool = True,
         starts_at_earliest: bool = False,
+        statistics: StatisticsTap | None = None,
     ) -> None:
         super().__init__(info)
         self.default_callback = default_callback
@@ -96,11 +98,42 @@ class ConfluentState(ClientState):
         """False with ``delivery.report.only.error``: successes are never reported."""
         self.starts_at_earliest = starts_at_earliest
         """Where ``auto.offset.reset`` puts a partition with no committed offset."""
+        self.statistics = statistics
+        """librdkafka's latest statistics for this client, None when they are not tapped."""
 
 
-def remember(client: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+def tapped(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any], StatisticsTap | None]:
+    """The arguments to construct a client with: with our statistics tap when the clients'
+    statistics are bridged, else (or when tapping fails) the application's own."""
+    telemetry = TELEMETRY.telemetry
+    try:
+        if telemetry is not None and telemetry.bridges_client_metrics():
+            return tap_statistics(args, kwargs)
+    except Exception:
+        _logger.debug("kafka-autotrace: tapping librdkafka statistics failed", exc_info=True)
+    return args, kwargs, None
+
+
+def statistics_of(client: object) -> dict[str, Any] | None:
+    """The latest librdkafka statistics of a traced client, parsed; None when not tapped or
+    none emitted yet."""
+    state = state_of(client)
+    if isinstance(state, ConfluentState) and state.statistics is not None:
+        return state.statistics.latest()
+    return None
+
+
+def remember(
+    client: object,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    statistics: StatisticsTap | None = None,
+) -> None:
     """Keep what tracing needs from the configuration a client was constructed with (a dict
-    and/or keyword properties, merged as confluent-kafka merges them)."""
+    and/or keyword properties, merged as confluent-kafka merges them), and its statistics
+    tap."""
     try:
         config: dict[str, Any] = dict(args[0]) if args and isinstance(args[0], Mapping) else {}
         config.update(kwargs)
@@ -118,6 +151,7 @@ def remember(client: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
                 config.get("on_delivery"),
                 follows_delivery=only_errors not in _TRUE,
                 starts_at_earliest=reset in _EARLIEST,
+                statistics=statistics,
             ),
         )
     except Exception:
@@ -164,20 +198,32 @@ class ConfluentReceives(ReceiveAdapter):
 
 def lag_of(consumer: Any, partition: Any, config: ClientState | None) -> Lag | None:
     """The cached high watermark minus the position the application reached (librdkafka's
-    ``position()``: the offset after the last message it handed out); for a partition not
-    reached yet, where ``auto.offset.reset`` (in ``config``, the state of the client
-    constructed with it) puts it. Both are read from librdkafka's memory, without a request."""
+    ``position()``: the offset after the last message it handed out). For a partition not
+    reached yet: its committed offset as librdkafka's latest statistics give it, else where
+    ``auto.offset.reset`` (in ``config``, the state of the client constructed with it) puts
+    it. All read from librdkafka's memory, without a request to the broker."""
     low, high = consumer.get_watermark_offsets(partition, cached=True)
     if high < 0:
         return None
     [position] = consumer.position([partition])
     offset = position.offset
     if offset < 0:
+        offset = _committed(consumer, partition)
+    if offset < 0:
         starts_at_earliest = isinstance(config, ConfluentState) and config.starts_at_earliest
         offset = low if starts_at_earliest else high
     if offset < 0:
         return None
     return partition.topic, partition.partition, high - offset
+
+
+def _committed(consumer: Any, partition: Any) -> int:
+    """The partition's committed offset in the consumer's latest statistics, -1 when unknown."""
+    statistics = statistics_of(consumer) or {}
+    topic = statistics.get("topics", {}).get(partition.topic, {})
+    figures = topic.get("partitions", {}).get(str(partition.partition), {})
+    committed = figures.get("committed_offset", -1)
+    return committed if isinstance(committed, int) else -1
 
 
 _SUBSCRIBE = CallShape("topics", "on_assign", "on_revoke", "on_lost")
