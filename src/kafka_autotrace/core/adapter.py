@@ -141,6 +141,10 @@ class ReceiveAdapter(_ClientAdapter):
     :class:`~kafka_autotrace.core.lag.LagReader`) and its group changes."""
 
     getter: RecordGetter[Any]
+    counts_positions = False
+    """Whether the core keeps the position the application reached in each partition
+    (:attr:`ConsumerActivity.handed <kafka_autotrace.core.rebalance.ConsumerActivity.handed>`),
+    for a library whose own cannot be read when metrics are exported."""
 
     def is_record(self, entry: Any) -> bool:
         """Whether something a consumer returned is a record (not None or an error event)."""
@@ -159,6 +163,12 @@ class ReceiveAdapter(_ClientAdapter):
 
     def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
         return None
+
+    def after_call(self, consumer: Any, state: ClientState) -> None:
+        """Runs in the application's thread when a traced call of ``consumer`` returned: for
+        a library whose consumers cannot be read from another thread while the application
+        is inside one of their calls. Must not ask the broker, and must cost next to nothing
+        on most calls."""
 
     def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
         """The arguments of a ``subscribe()`` call with rebalance callbacks or a listener that

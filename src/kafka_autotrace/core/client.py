@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kafka_autotrace.core.rebalance import GroupChanges
+from kafka_autotrace.core.rebalance import ConsumerActivity
 from kafka_autotrace.core.scope import ConsumerScopes
 
 STATE_ATTR = "_kafka_autotrace"
@@ -38,7 +38,7 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("delegated", "group", "info", "reported", "scopes")
+    __slots__ = ("activity", "delegated", "info", "reported", "scopes")
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -48,8 +48,8 @@ class ClientState:
         """True for a client that another traced client wraps and traces on behalf of."""
         self.reported = False
         """Whether this consumer's lag and group metrics are reported (from its first call)."""
-        self.group = GroupChanges()
-        """This consumer's group changes and polling."""
+        self.activity = ConsumerActivity()
+        """This consumer's calls and group changes."""
 
 
 def state_of(client: object) -> ClientState | None:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, SendAdapter
+from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, RecordGetter, SendAdapter
 from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
 from kafka_autotrace.core.client import ClientState, keep_state, state_of
@@ -54,6 +54,13 @@ class _SendCall:
         self.pending = pending
         self.arguments = arguments
         self.by_callback = by_callback
+
+
+def _hand(state: ClientState, getter: RecordGetter[Any], record: Any) -> None:
+    """Note the position the application reached with ``record`` (the offset after it)."""
+    offset = getter.offset(record)
+    if offset is not None:
+        state.activity.handed[getter.topic(record), getter.partition(record) or 0] = offset + 1
 
 
 class SendFlow:
@@ -177,12 +184,21 @@ class ReceiveFlow:
         if state is None:
             return None
         state.scopes.finish()
-        state.group.last_call = time.monotonic()
         if not state.reported:
             telemetry = self._slot.telemetry
             if telemetry is not None:
                 telemetry.report_lag(client, state, self._adapter)
+        state.activity.last_call = time.monotonic()
         return state
+
+    def _returned(self, client: object, state: ClientState) -> None:
+        """After a call of a traced consumer returned: what the adapter reads only then."""
+        try:
+            self._adapter.after_call(client, state)
+        except Exception:
+            _logger.debug(
+                "kafka-autotrace: reading a consumer after its call failed", exc_info=True
+            )
 
     def _noting(self, client: object) -> Callable[[str, Any], None] | None:
         """What notes the group changes of ``client``, whose metrics are reported from then
@@ -196,7 +212,7 @@ class ReceiveFlow:
 
         def note(change: str, partitions: Any) -> None:
             pairs = [(partition.topic, partition.partition) for partition in partitions]
-            note_change(state.info.consumer_group, state.group, change, pairs)
+            note_change(state.info.consumer_group, state.activity, change, pairs)
 
         return note
 
@@ -256,6 +272,8 @@ class ReceiveFlow:
         adapter = self._adapter
         try:
             if entry is not None and adapter.is_record(entry):
+                if adapter.counts_positions:
+                    _hand(state, adapter.getter, entry)
                 scope = telemetry.start_process(entry, adapter.getter, state.info)
                 if scope is not None:
                     state.scopes.enter(scope)
@@ -283,6 +301,9 @@ class ReceiveFlow:
             ]
             if not records:
                 return result
+            if adapter.counts_positions:
+                for record in records:
+                    _hand(state, adapter.getter, record)
             incoming = iter(
                 telemetry.record_poll(records, adapter.getter, state.info, started_ns, started)
             )
@@ -319,6 +340,7 @@ class ReceiveFlow:
                 entry = call(*args, **kwargs)
         else:
             entry = call(*args, **kwargs)
+        self._returned(client, state)
         self._enter(state, entry)
         return entry
 
@@ -337,6 +359,7 @@ class ReceiveFlow:
                 entry = await call(*args, **kwargs)
         else:
             entry = await call(*args, **kwargs)
+        self._returned(client, state)
         self._enter(state, entry)
         return entry
 
@@ -353,6 +376,7 @@ class ReceiveFlow:
         result = call(*args, **kwargs)
         if state is None:
             return result
+        self._returned(client, state)
         return self._traced_batch(state, result, started_ns, started)
 
     async def batch_async(
@@ -367,6 +391,7 @@ class ReceiveFlow:
         result = await call(*args, **kwargs)
         if state is None:
             return result
+        self._returned(client, state)
         return self._traced_batch(state, result, started_ns, started)
 
     def close(

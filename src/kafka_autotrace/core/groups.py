@@ -3,8 +3,9 @@
 plus a count of partitions assigned, revoked and lost.
 
 The changes are counted as they happen (:mod:`~kafka_autotrace.core.rebalance`); everything
-is read when the metrics are exported, from the consumers :class:`~kafka_autotrace.core.lag.ConsumerLag`
-tracks: no cost per message, one clock read per call.
+is read when the metrics are exported, from the consumers
+:class:`~kafka_autotrace.core.lag.ConsumerLag` tracks: no cost per message, one clock read per
+call.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class GroupInstruments:
 
     def _rebalances(self, options: CallbackOptions) -> Iterable[Observation]:
         return [
-            Observation(state.group.rebalances, _attributes(state.info))
+            Observation(state.activity.rebalances, _attributes(state.info))
             for _, state, _ in self._consumers.tracked()
         ]
 
@@ -106,7 +107,7 @@ class GroupInstruments:
         observations = []
         for _, state, _ in self._consumers.tracked():
             attributes = _attributes(state.info)
-            for change, count in list(state.group.partitions.items()):
+            for change, count in list(state.activity.partitions.items()):
                 observations.append(Observation(count, {**attributes, CHANGE: change}))
         return observations
 
@@ -115,7 +116,7 @@ def _last_calls(
     tracked: Iterable[tuple[object, ClientState, object]],
 ) -> list[tuple[ClientState, float]]:
     return [
-        (state, state.group.last_call)
+        (state, state.activity.last_call)
         for _, state, _ in tracked
-        if state.group.last_call is not None
+        if state.activity.last_call is not None
     ]

@@ -25,37 +25,48 @@ PARTITIONS = "kafka_autotrace.partitions"
 ASSIGNED, REVOKED, LOST = "assigned", "revoked", "lost"
 
 
-class GroupChanges:
-    """What one consumer keeps of its group's changes and its polling."""
+class ConsumerActivity:
+    """What one consumer keeps of the application's calls and of its group's changes."""
 
-    __slots__ = ("_lock", "last_call", "partitions", "rebalances")
+    __slots__ = ("_lock", "assignment_changed", "handed", "last_call", "partitions", "rebalances")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.last_call: float | None = None
         """When (monotonic) the application last called the consumer."""
+        self.handed: dict[tuple[str, int], int] = {}
+        """The position the application reached per (topic, partition): the offset after the
+        last record handed to it (kept for :attr:`ReceiveAdapter.counts_positions`)."""
+        self.assignment_changed = False
+        """Whether the assignment changed since an adapter last read it."""
         self.rebalances = 0
         self.partitions = {ASSIGNED: 0, REVOKED: 0, LOST: 0}
         """Partitions changed so far, by change."""
 
-    def count(self, change: str, partitions: int) -> None:
+    def count(self, change: str, partitions: list[tuple[str, int]]) -> None:
+        """Count a change; a partition revoked or lost is no longer reached by anyone here."""
         with self._lock:
-            self.partitions[change] += partitions
+            self.partitions[change] += len(partitions)
             if change == ASSIGNED:
                 self.rebalances += 1
+            else:
+                for partition in partitions:
+                    self.handed.pop(partition, None)
+            self.assignment_changed = True
 
 
 def note_change(
     group: str | None,
-    changes: GroupChanges,
+    changes: ConsumerActivity,
     change: str,
     partitions: Iterable[tuple[str, int]],
 ) -> None:
     """Count a change of the consumer's assignment and add it to the current span as an event.
     Never raises: it runs inside the library's rebalance, before the application's callback."""
     try:
-        named = sorted(f"{topic}/{partition}" for topic, partition in partitions)
-        changes.count(change, len(named))
+        changed = list(partitions)
+        changes.count(change, changed)
+        named = sorted(f"{topic}/{partition}" for topic, partition in changed)
         span = get_current_span()
         if span.is_recording():
             attributes: dict[str, str | list[str]] = {PARTITIONS: named}

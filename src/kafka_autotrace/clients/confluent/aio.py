@@ -16,7 +16,6 @@ in 2.12): ``AIOProducer``, ``AIOConsumer``, ``AsyncSerializingProducer`` and
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -24,8 +23,10 @@ from kafka_autotrace.clients.confluent.common import (
     TELEMETRY,
     ConfluentReceives,
     ConfluentSends,
+    ConfluentState,
     acknowledged,
     lag_of,
+    read_assignment,
     replace_classes,
 )
 from kafka_autotrace.core.adapter import UNTOUCHED
@@ -67,17 +68,20 @@ class _SerializingProduce(_Produce):
 
 
 class _Receive(ConfluentReceives):
-    """Reads the lag from the consumer an aio consumer wraps (a thread-safe C client)."""
+    """Keeps the lag's figures in the aio consumer's state, read from the consumer it wraps
+    after each call (in the event loop's thread, the call having returned)."""
 
     def describe(self, client: Any) -> ClientState:
-        return _delegating(client, "_consumer")
-
-    def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
-        return super().assigned_partitions(consumer._consumer)
+        wrapped = state_of(getattr(client, "_consumer", None))
+        starts_at_earliest = isinstance(wrapped, ConfluentState) and wrapped.starts_at_earliest
+        info = _delegating(client, "_consumer").info
+        return ConfluentState(info, starts_at_earliest=starts_at_earliest)
 
     def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
-        inner = consumer._consumer
-        return lag_of(inner, partition, state_of(inner))
+        return lag_of(state_of(consumer), partition, consumer._consumer)
+
+    def after_call(self, consumer: Any, state: ClientState) -> None:
+        read_assignment(consumer._consumer, state)
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())

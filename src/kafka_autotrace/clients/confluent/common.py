@@ -81,7 +81,15 @@ class ConfluentState(ClientState):
     """A client's state, with what its configuration says about delivery reports, which
     confluent-kafka does not expose after construction."""
 
-    __slots__ = ("default_callback", "follows_delivery", "starts_at_earliest", "statistics")
+    __slots__ = (
+        "assignment",
+        "default_callback",
+        "follows_delivery",
+        "starts_at_earliest",
+        "statistics",
+        "watermarks",
+        "watermarks_wanted",
+    )
 
     def __init__(
         self,
@@ -100,6 +108,14 @@ class ConfluentState(ClientState):
         """Where ``auto.offset.reset`` puts a partition with no committed offset."""
         self.statistics = statistics
         """librdkafka's latest statistics for this client, None when they are not tapped."""
+        self.assignment: list[tuple[str, int]] = []
+        """The consumer's assignment as last read (see :func:`read_assignment`)."""
+        self.watermarks: dict[tuple[str, int], tuple[int, int]] = {}
+        """The (low, high) watermarks librdkafka had cached for each assigned partition, as
+        last read."""
+        self.watermarks_wanted = True
+        """Whether :attr:`assignment` and :attr:`watermarks` are to be read after the next call:
+        an export used them, or a partition's watermarks were not known yet."""
 
 
 def tapped(
@@ -186,43 +202,76 @@ class ConfluentReceives(ReceiveAdapter):
     def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
         return lists[0] if type(result) is list else result
 
+    counts_positions = True
+
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
-        return consumer.assignment()  # type: ignore[no-any-return]
+        state = state_of(consumer)
+        return state.assignment if isinstance(state, ConfluentState) else ()
 
     def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
-        return lag_of(consumer, partition, state_of(consumer))
+        return lag_of(state_of(consumer), partition, consumer)
+
+    def after_call(self, consumer: Any, state: ClientState) -> None:
+        read_assignment(consumer, state)
 
     def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
         return noting_callbacks(arguments, note)
 
 
-def lag_of(consumer: Any, partition: Any, config: ClientState | None) -> Lag | None:
-    """The cached high watermark minus the position the application reached (librdkafka's
-    ``position()``: the offset after the last message it handed out). For a partition not
-    reached yet: its committed offset as librdkafka's latest statistics give it, else where
-    ``auto.offset.reset`` (in ``config``, the state of the client constructed with it) puts
-    it. All read from librdkafka's memory, without a request to the broker."""
-    low, high = consumer.get_watermark_offsets(partition, cached=True)
+def read_assignment(consumer: Any, state: ClientState) -> None:
+    """Read the assignment and the watermarks librdkafka cached from its last fetches (no
+    request) into ``state``, when the lag gauge wants them or the assignment changed.
+
+    A confluent-kafka consumer's methods wait for a ``poll()``/``consume()`` running in another
+    thread to return, and one called in a loop keeps them waiting for good. So the lag gauge
+    never calls the consumer: it reads what the last call left here, in the application's
+    thread, at most once per export (and after each call while a watermark is not known yet)."""
+    activity = state.activity
+    if not isinstance(state, ConfluentState) or not (
+        state.watermarks_wanted or activity.assignment_changed
+    ):
+        return
+    activity.assignment_changed = False
+    assignment = consumer.assignment()
+    state.watermarks = {
+        (partition.topic, partition.partition): consumer.get_watermark_offsets(
+            partition, cached=True
+        )
+        for partition in assignment
+    }
+    state.assignment = list(state.watermarks)
+    state.watermarks_wanted = any(high < 0 for _, high in state.watermarks.values())
+
+
+def lag_of(state: ClientState | None, partition: tuple[str, int], client: Any) -> Lag | None:
+    """The high watermark minus the position the application reached (the offset after the
+    last message handed to it, counted by us); for a partition not reached yet, its committed
+    offset in the latest statistics of ``client`` (the consumer constructed with our tap),
+    else where ``auto.offset.reset`` puts it. Read from ``state`` alone, in the metric reader's
+    thread; asks for the watermarks to be read again after the next call."""
+    if not isinstance(state, ConfluentState):
+        return None
+    state.watermarks_wanted = True
+    low, high = state.watermarks.get(partition, (-1, -1))
     if high < 0:
         return None
-    [position] = consumer.position([partition])
-    offset = position.offset
+    offset = state.activity.handed.get(partition, -1)
     if offset < 0:
-        offset = _committed(consumer, partition)
+        offset = _committed(client, partition)
     if offset < 0:
-        starts_at_earliest = isinstance(config, ConfluentState) and config.starts_at_earliest
-        offset = low if starts_at_earliest else high
+        offset = low if state.starts_at_earliest else high
     if offset < 0:
         return None
-    return partition.topic, partition.partition, high - offset
+    topic, partition_id = partition
+    return topic, partition_id, high - offset
 
 
-def _committed(consumer: Any, partition: Any) -> int:
-    """The partition's committed offset in the consumer's latest statistics, -1 when unknown."""
-    statistics = statistics_of(consumer) or {}
-    topic = statistics.get("topics", {}).get(partition.topic, {})
-    figures = topic.get("partitions", {}).get(str(partition.partition), {})
-    committed = figures.get("committed_offset", -1)
+def _committed(client: Any, partition: tuple[str, int]) -> int:
+    """The partition's committed offset in the client's latest statistics, -1 when unknown."""
+    statistics = statistics_of(client) or {}
+    topic, partition_id = partition
+    figures = statistics.get("topics", {}).get(topic, {}).get("partitions", {})
+    committed = figures.get(str(partition_id), {}).get("committed_offset", -1)
     return committed if isinstance(committed, int) else -1
 
 
