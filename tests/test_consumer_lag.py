@@ -1,5 +1,5 @@
 """``kafka_autotrace.consumer.lag`` of each client's consumers, against the real broker: one
-definition (high watermark − the position the application reached), right at the first export
+definition (high watermark - the position the application reached), right at the first export
 after the consumer idles, for partitions not reached yet, paused ones, and a consumer that
 keeps polling an empty topic. Each collection of the in-memory reader is one export.
 
