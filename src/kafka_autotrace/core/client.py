@@ -47,7 +47,8 @@ class ClientState:
         self.delegated = False
         """True for a client that another traced client wraps and traces on behalf of."""
         self.reported = False
-        """Whether this consumer's lag and group metrics are reported (from its first call)."""
+        """Whether this consumer's lag and group metrics are reported (from its construction,
+        subscription or first call on, whichever kafka-autotrace sees first)."""
         self.activity = ConsumerActivity()
         """This consumer's calls and group changes."""
 

@@ -10,7 +10,6 @@ call.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -26,8 +25,6 @@ from kafka_autotrace.core.rebalance import CHANGE
 
 if TYPE_CHECKING:
     from kafka_autotrace.core.client import ClientInfo, ClientState
-
-_logger = logging.getLogger(__name__)
 
 ASSIGNED_PARTITIONS = "kafka.consumer.assigned_partitions"
 """The Java agent's name for the Java client's ``assigned-partitions``."""

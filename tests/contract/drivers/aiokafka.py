@@ -164,6 +164,8 @@ class AIOKafka(AsyncDriver):
         namespaces = [self.aiokafka.AIOKafkaProducer, self.aiokafka.AIOKafkaConsumer]
         return namespaces, {
             "AIOKafkaProducer.send",
+            "AIOKafkaConsumer.__init__",
+            "AIOKafkaConsumer.subscribe",
             "AIOKafkaConsumer.getone",
             "AIOKafkaConsumer.getmany",
             "AIOKafkaConsumer.stop",

@@ -158,6 +158,8 @@ class KafkaPython(Driver):
         namespaces = [self.kafka.KafkaProducer, self.kafka.KafkaConsumer]
         return namespaces, {
             "KafkaProducer.send",
+            "KafkaConsumer.__init__",
+            "KafkaConsumer.subscribe",
             "KafkaConsumer.__next__",
             "KafkaConsumer.poll",
             "KafkaConsumer.close",
