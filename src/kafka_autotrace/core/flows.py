@@ -189,10 +189,12 @@ class ReceiveFlow:
             if telemetry is not None:
                 telemetry.report_lag(client, state, self._adapter)
         state.activity.last_call = time.monotonic()
+        state.activity.in_call = True
         return state
 
     def _returned(self, client: object, state: ClientState) -> None:
         """After a call of a traced consumer returned: what the adapter reads only then."""
+        state.activity.in_call = False
         try:
             self._adapter.after_call(client, state)
         except Exception:

@@ -28,12 +28,22 @@ ASSIGNED, REVOKED, LOST = "assigned", "revoked", "lost"
 class ConsumerActivity:
     """What one consumer keeps of the application's calls and of its group's changes."""
 
-    __slots__ = ("_lock", "assignment_changed", "handed", "last_call", "partitions", "rebalances")
+    __slots__ = (
+        "_lock",
+        "assignment_changed",
+        "handed",
+        "in_call",
+        "last_call",
+        "partitions",
+        "rebalances",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.last_call: float | None = None
         """When (monotonic) the application last called the consumer."""
+        self.in_call = False
+        """Whether that call has not returned yet (nor raised)."""
         self.handed: dict[tuple[str, int], int] = {}
         """The position the application reached per (topic, partition): the offset after the
         last record handed to it (kept for :attr:`ReceiveAdapter.counts_positions`)."""

@@ -25,15 +25,12 @@ from kafka_autotrace.clients.confluent.common import (
     ConfluentSends,
     ConfluentState,
     acknowledged,
-    lag_of,
-    read_assignment,
     replace_classes,
 )
 from kafka_autotrace.core.adapter import UNTOUCHED
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
-from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 
 
@@ -77,11 +74,8 @@ class _Receive(ConfluentReceives):
         info = _delegating(client, "_consumer").info
         return ConfluentState(info, starts_at_earliest=starts_at_earliest)
 
-    def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
-        return lag_of(state_of(consumer), partition, consumer._consumer)
-
-    def after_call(self, consumer: Any, state: ClientState) -> None:
-        read_assignment(consumer._consumer, state)
+    def librdkafka_consumer(self, consumer: Any) -> Any:
+        return consumer._consumer
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
@@ -37,6 +38,8 @@ _ORIGINAL_ATTR = "_kafka_autotrace_original"
 _TIMESTAMP_NOT_AVAILABLE = 0
 _TRUE = frozenset({"true", "t", "1"})  # what librdkafka reads as a true boolean property
 _EARLIEST = frozenset({"smallest", "earliest", "beginning"})
+_IDLE_READ_WAIT_S = 0.05
+"""The longest the metric reader waits to read a consumer the application is not calling."""
 
 TELEMETRY = TelemetrySlot()
 """Shared by the synchronous and asyncio classes: one instrumentor traces both."""
@@ -85,6 +88,7 @@ class ConfluentState(ClientState):
         "assignment",
         "default_callback",
         "follows_delivery",
+        "idle_read",
         "starts_at_earliest",
         "statistics",
         "watermarks",
@@ -113,6 +117,8 @@ class ConfluentState(ClientState):
         self.watermarks: dict[tuple[str, int], tuple[int, int]] = {}
         """The (low, high) watermarks librdkafka had cached for each assigned partition, as
         last read."""
+        self.idle_read: threading.Thread | None = None
+        """The last thread started to read an idle consumer (:func:`read_idle`)."""
         self.watermarks_wanted = True
         """Whether :attr:`assignment` and :attr:`watermarks` are to be read after the next call:
         an export used them, or a partition's watermarks were not known yet."""
@@ -204,15 +210,22 @@ class ConfluentReceives(ReceiveAdapter):
 
     counts_positions = True
 
+    def librdkafka_consumer(self, consumer: Any) -> Any:
+        """The C consumer behind ``consumer``, whose figures are read."""
+        return consumer
+
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         state = state_of(consumer)
-        return state.assignment if isinstance(state, ConfluentState) else ()
+        if not isinstance(state, ConfluentState):
+            return ()
+        read_idle(self.librdkafka_consumer(consumer), state)
+        return state.assignment
 
     def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
-        return lag_of(state_of(consumer), partition, consumer)
+        return lag_of(state_of(consumer), partition, self.librdkafka_consumer(consumer))
 
     def after_call(self, consumer: Any, state: ClientState) -> None:
-        read_assignment(consumer, state)
+        read_assignment(self.librdkafka_consumer(consumer), state)
 
     def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
         return noting_callbacks(arguments, note)
@@ -241,6 +254,29 @@ def read_assignment(consumer: Any, state: ClientState) -> None:
     }
     state.assignment = list(state.watermarks)
     state.watermarks_wanted = any(high < 0 for _, high in state.watermarks.values())
+
+
+def read_idle(consumer: Any, state: ConfluentState) -> None:
+    """Read the assignment and watermarks of a consumer the application is not calling now, so
+    that one that stopped calling still shows what librdkafka learnt since. In a thread of its
+    own, waited for briefly: should the application call the consumer meanwhile, that thread
+    waits for the call (and any that follow), never the metric reader; one at a time."""
+    if state.activity.in_call or (state.idle_read is not None and state.idle_read.is_alive()):
+        return
+    reading = threading.Thread(
+        target=_read_now, args=(consumer, state), name="kafka-autotrace-lag", daemon=True
+    )
+    state.idle_read = reading
+    reading.start()
+    reading.join(_IDLE_READ_WAIT_S)
+
+
+def _read_now(consumer: Any, state: ConfluentState) -> None:
+    try:
+        state.watermarks_wanted = True
+        read_assignment(consumer, state)
+    except Exception:  # closed meanwhile
+        _logger.debug("kafka-autotrace: reading an idle consumer failed", exc_info=True)
 
 
 def lag_of(state: ClientState | None, partition: tuple[str, int], client: Any) -> Lag | None:
