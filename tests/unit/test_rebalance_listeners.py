@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kafka_autotrace.clients.confluent.common import noting_callbacks
+from kafka_autotrace.clients.confluent.positions import noting_callbacks
 from kafka_autotrace.core.listeners import listener_subscription, noting_listener
 
 

@@ -15,21 +15,26 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from types import ModuleType
 from typing import Any
 
+from kafka_autotrace.clients.confluent.positions import (
+    ConsumerView,
+    lag_of,
+    noting_callbacks,
+    read_idle,
+    read_view,
+)
 from kafka_autotrace.clients.confluent.statistics import StatisticsTap, tap_statistics
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
-from kafka_autotrace.core.calls import Arguments, CallShape
+from kafka_autotrace.core.calls import Arguments
 from kafka_autotrace.core.client import ClientInfo, ClientState, keep_state, state_of
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note
-from kafka_autotrace.core.rebalance import ASSIGNED, LOST, REVOKED
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
@@ -38,8 +43,6 @@ _ORIGINAL_ATTR = "_kafka_autotrace_original"
 _TIMESTAMP_NOT_AVAILABLE = 0
 _TRUE = frozenset({"true", "t", "1"})  # what librdkafka reads as a true boolean property
 _EARLIEST = frozenset({"smallest", "earliest", "beginning"})
-_IDLE_READ_WAIT_S = 0.05
-"""The longest the metric reader waits to read a consumer the application is not calling."""
 
 TELEMETRY = TelemetrySlot()
 """Shared by the synchronous and asyncio classes: one instrumentor traces both."""
@@ -91,8 +94,7 @@ class ConfluentState(ClientState):
         "idle_read",
         "starts_at_earliest",
         "statistics",
-        "watermarks",
-        "watermarks_wanted",
+        "view",
     )
 
     def __init__(
@@ -112,16 +114,8 @@ class ConfluentState(ClientState):
         """Where ``auto.offset.reset`` puts a partition with no committed offset."""
         self.statistics = statistics
         """librdkafka's latest statistics for this client, None when they are not tapped."""
-        self.assignment: list[tuple[str, int]] = []
-        """The consumer's assignment as last read (see :func:`read_assignment`)."""
-        self.watermarks: dict[tuple[str, int], tuple[int, int]] = {}
-        """The (low, high) watermarks librdkafka had cached for each assigned partition, as
-        last read."""
-        self.idle_read: threading.Thread | None = None
-        """The last thread started to read an idle consumer (:func:`read_idle`)."""
-        self.watermarks_wanted = True
-        """Whether :attr:`assignment` and :attr:`watermarks` are to be read after the next call:
-        an export used them, or a partition's watermarks were not known yet."""
+        self.view = ConsumerView()
+        """What the lag gauge reads of a consumer."""
 
 
 def tapped(
@@ -195,9 +189,11 @@ class ConfluentSends(SendAdapter):
 
 class ConfluentReceives(ReceiveAdapter):
     """How a confluent-kafka consumer hands out messages: ``poll()`` returns one message, an
-    error event or None; ``consume()`` a list of messages and error events."""
+    error event or None; ``consume()`` a list of messages and error events. Its lag is read
+    from what its calls left in its :class:`ConsumerView`."""
 
     getter = MessageGetter()
+    counts_positions = True
 
     def is_record(self, entry: Any) -> bool:
         return entry.error() is None
@@ -208,8 +204,6 @@ class ConfluentReceives(ReceiveAdapter):
     def with_lists(self, result: Any, lists: Sequence[list[Any]]) -> Any:
         return lists[0] if type(result) is list else result
 
-    counts_positions = True
-
     def librdkafka_consumer(self, consumer: Any) -> Any:
         """The C consumer behind ``consumer``, whose figures are read."""
         return consumer
@@ -218,128 +212,31 @@ class ConfluentReceives(ReceiveAdapter):
         state = state_of(consumer)
         if not isinstance(state, ConfluentState):
             return ()
-        read_idle(self.librdkafka_consumer(consumer), state)
-        return state.assignment
+        read_idle(self.librdkafka_consumer(consumer), state.view, state.activity)
+        return state.view.assignment
 
     def partition_lag(self, consumer: Any, partition: Any) -> Lag | None:
-        return lag_of(state_of(consumer), partition, self.librdkafka_consumer(consumer))
+        state = state_of(consumer)
+        if not isinstance(state, ConfluentState):
+            return None
+        statistics = statistics_of(self.librdkafka_consumer(consumer))
+        committed = partial(_committed, statistics or {})
+        return lag_of(state.view, state.activity, partition, committed, state.starts_at_earliest)
 
     def after_call(self, consumer: Any, state: ClientState) -> None:
-        read_assignment(self.librdkafka_consumer(consumer), state)
+        if isinstance(state, ConfluentState):
+            read_view(self.librdkafka_consumer(consumer), state.view, state.activity)
 
     def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
         return noting_callbacks(arguments, note)
 
 
-def read_assignment(consumer: Any, state: ClientState) -> None:
-    """Read the assignment and the watermarks librdkafka cached from its last fetches (no
-    request) into ``state``, when the lag gauge wants them or the assignment changed.
-
-    A confluent-kafka consumer's methods wait for a ``poll()``/``consume()`` running in another
-    thread to return, and one called in a loop keeps them waiting for good. So the lag gauge
-    never calls the consumer: it reads what the last call left here, in the application's
-    thread, at most once per export (and after each call while a watermark is not known yet)."""
-    activity = state.activity
-    if not isinstance(state, ConfluentState) or not (
-        state.watermarks_wanted or activity.assignment_changed
-    ):
-        return
-    activity.assignment_changed = False
-    assignment = consumer.assignment()
-    state.watermarks = {
-        (partition.topic, partition.partition): consumer.get_watermark_offsets(
-            partition, cached=True
-        )
-        for partition in assignment
-    }
-    state.assignment = list(state.watermarks)
-    state.watermarks_wanted = any(high < 0 for _, high in state.watermarks.values())
-
-
-def read_idle(consumer: Any, state: ConfluentState) -> None:
-    """Read the assignment and watermarks of a consumer the application is not calling now, so
-    that one that stopped calling still shows what librdkafka learnt since. In a thread of its
-    own, waited for briefly: should the application call the consumer meanwhile, that thread
-    waits for the call (and any that follow), never the metric reader; one at a time."""
-    if state.activity.in_call or (state.idle_read is not None and state.idle_read.is_alive()):
-        return
-    reading = threading.Thread(
-        target=_read_now, args=(consumer, state), name="kafka-autotrace-lag", daemon=True
-    )
-    state.idle_read = reading
-    reading.start()
-    reading.join(_IDLE_READ_WAIT_S)
-
-
-def _read_now(consumer: Any, state: ConfluentState) -> None:
-    try:
-        state.watermarks_wanted = True
-        read_assignment(consumer, state)
-    except Exception:  # closed meanwhile
-        _logger.debug("kafka-autotrace: reading an idle consumer failed", exc_info=True)
-
-
-def lag_of(state: ClientState | None, partition: tuple[str, int], client: Any) -> Lag | None:
-    """The high watermark minus the position the application reached (the offset after the
-    last message handed to it, counted by us); for a partition not reached yet, its committed
-    offset in the latest statistics of ``client`` (the consumer constructed with our tap),
-    else where ``auto.offset.reset`` puts it. Read from ``state`` alone, in the metric reader's
-    thread; asks for the watermarks to be read again after the next call."""
-    if not isinstance(state, ConfluentState):
-        return None
-    state.watermarks_wanted = True
-    low, high = state.watermarks.get(partition, (-1, -1))
-    if high < 0:
-        return None
-    offset = state.activity.handed.get(partition, -1)
-    if offset < 0:
-        offset = _committed(client, partition)
-    if offset < 0:
-        offset = low if state.starts_at_earliest else high
-    if offset < 0:
-        return None
-    topic, partition_id = partition
-    return topic, partition_id, high - offset
-
-
-def _committed(client: Any, partition: tuple[str, int]) -> int:
-    """The partition's committed offset in the client's latest statistics, -1 when unknown."""
-    statistics = statistics_of(client) or {}
+def _committed(statistics: dict[str, Any], partition: tuple[str, int]) -> int:
+    """The partition's committed offset in a consumer's statistics, -1 when unknown."""
     topic, partition_id = partition
     figures = statistics.get("topics", {}).get(topic, {}).get("partitions", {})
     committed = figures.get(str(partition_id), {}).get("committed_offset", -1)
     return committed if isinstance(committed, int) else -1
-
-
-_SUBSCRIBE = CallShape("topics", "on_assign", "on_revoke", "on_lost")
-
-
-def noting_callbacks(arguments: Arguments, note: Note) -> Arguments | None:
-    """``subscribe()``'s arguments with rebalance callbacks that note each change, then call the
-    application's as librdkafka's binding would: ``on_lost``, or ``on_revoke`` when it gave no
-    ``on_lost``. Ours assign nothing, so the binding still assigns (or unassigns) after them
-    when the application's did not, as it does without callbacks."""
-    args, kwargs = arguments
-    given = {
-        name: _SUBSCRIBE.get(args, kwargs, name) for name in ("on_assign", "on_revoke", "on_lost")
-    }
-    if any(callback is not None and not callable(callback) for callback in given.values()):
-        return None  # left for the binding to reject
-    on_lost = given["on_lost"] or given["on_revoke"]
-    for name, change, callback in (
-        ("on_assign", ASSIGNED, given["on_assign"]),
-        ("on_revoke", REVOKED, given["on_revoke"]),
-        ("on_lost", LOST, on_lost),
-    ):
-        args, kwargs = _SUBSCRIBE.replace(
-            args, kwargs, name, partial(_noted, note, change, callback)
-        )
-    return args, kwargs
-
-
-def _noted(note: Note, change: str, callback: Any, consumer: Any, partitions: Any) -> Any:
-    note(change, partitions)
-    return None if callback is None else callback(consumer, partitions)
 
 
 # -- class replacement ------------------------------------------------------------------------
