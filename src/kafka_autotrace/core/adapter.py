@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
+from kafka_autotrace.core.gaps import Partition
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, Send
 
@@ -162,6 +163,17 @@ class ReceiveAdapter(_ClientAdapter):
 
     def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         return None
+
+    def log_start(self, consumer: Any, partition: Partition) -> int | None:
+        """See :class:`~kafka_autotrace.core.gaps.GapReader`, which this class implements;
+        None by default: the consumer does not know, and no gap is counted."""
+        return None
+
+    def look_up_start(
+        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
+    ) -> None:
+        """By default the first record of a partition is not compared with the group's
+        committed offset."""
 
 
 class MappingBatches:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from kafka_autotrace.core.gaps import GapWatch
 from kafka_autotrace.core.lag import LagState
 from kafka_autotrace.core.scope import ConsumerScopes
 
@@ -38,7 +39,7 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("delegated", "info", "lag", "scopes")
+    __slots__ = ("delegated", "gaps", "info", "lag", "scopes")
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -48,6 +49,8 @@ class ClientState:
         """True for a client that another traced client wraps and traces on behalf of."""
         self.lag = LagState()
         """What reporting this consumer's lag needs."""
+        self.gaps = GapWatch()
+        """Where this consumer's partitions had reached, to find records it never got."""
 
 
 def state_of(client: object) -> ClientState | None:

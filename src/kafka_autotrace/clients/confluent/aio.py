@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from kafka_autotrace.clients.confluent.common import (
     TELEMETRY,
@@ -26,12 +26,15 @@ from kafka_autotrace.clients.confluent.common import (
     ConfluentSends,
     acknowledged,
     lag_of,
+    log_start_of,
+    look_up_committed,
     replace_classes,
 )
 from kafka_autotrace.core.adapter import UNTOUCHED
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
+from kafka_autotrace.core.gaps import Partition
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 
@@ -80,6 +83,14 @@ class _Receive(ConfluentReceives):
         inner = consumer._consumer
         return lag_of(inner, partition, lag.handed, state_of(inner))
 
+    def log_start(self, consumer: Any, partition: Partition) -> int | None:
+        return log_start_of(consumer._consumer, partition)
+
+    def look_up_start(
+        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
+    ) -> None:
+        look_up_committed(consumer, consumer._consumer, partition, found)
+
 
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
@@ -114,6 +125,9 @@ class _TracedAIOConsumer:
 
     async def close(self, *args: Any, **kwargs: Any) -> Any:
         return await _RECEIVE.close_async(super().close, self, args, kwargs)  # type: ignore[misc]
+
+    async def seek(self, *args: Any, **kwargs: Any) -> Any:
+        return await _RECEIVE.seek_async(super().seek, self, args, kwargs)  # type: ignore[misc]
 
 
 def patch_aio(module: ModuleType) -> None:

@@ -151,6 +151,9 @@ class _TracedConsumer:
     def close(self, *args: Any, **kwargs: Any) -> Any:
         return _RECEIVE.close(super().close, self, args, kwargs)  # type: ignore[misc]
 
+    def seek(self, *args: Any, **kwargs: Any) -> Any:
+        return _RECEIVE.seek(super().seek, self, args, kwargs)  # type: ignore[misc]
+
     def __exit__(self, *args: Any) -> Any:
         return _RECEIVE.close(super().__exit__, self, args, {})  # type: ignore[misc]
 

@@ -18,11 +18,12 @@ import sys
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
 from kafka_autotrace.core.client import ClientInfo, ClientState, keep_state, state_of
+from kafka_autotrace.core.gaps import Partition, run_in_background
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
@@ -34,6 +35,10 @@ _TRUE = frozenset({"true", "t", "1"})  # what librdkafka reads as a true boolean
 _EARLIEST = frozenset({"smallest", "earliest", "beginning"})
 _COMMITTED_TIMEOUT_S = 0.5
 """The longest the lag gauge waits for the committed offset of a partition not reached yet."""
+
+_LOOK_UP_TIMEOUT_S = 1.0
+"""The longest a look-up of ours about a consumer that may have lost records takes: closing
+the consumer waits for it."""
 
 TELEMETRY = TelemetrySlot()
 """Shared by the synchronous and asyncio classes: one instrumentor traces both."""
@@ -160,6 +165,41 @@ class ConfluentReceives(ReceiveAdapter):
 
     def partition_lag(self, consumer: Any, lag: LagState, partition: Any) -> Lag | None:
         return lag_of(consumer, partition, lag.handed, state_of(consumer))
+
+    def log_start(self, consumer: Any, partition: Partition) -> int | None:
+        return log_start_of(consumer, partition)
+
+    def look_up_start(
+        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
+    ) -> None:
+        look_up_committed(consumer, consumer, partition, found)
+
+
+def log_start_of(consumer: Any, partition: Partition) -> int | None:
+    """The low watermark librdkafka keeps from its fetch responses (no request)."""
+    from confluent_kafka import TopicPartition
+
+    low, _ = consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+    return low if isinstance(low, int) and low >= 0 else None
+
+
+def look_up_committed(
+    traced: Any, consumer: Any, partition: Partition, found: Callable[[int], None]
+) -> None:
+    """Ask the broker for the committed offset of ``consumer``'s group in ``partition`` from
+    a thread of ours, unless ``traced`` (the consumer, or the aio consumer that wraps it)
+    closes first; ``found`` gets it."""
+    from confluent_kafka import TopicPartition
+
+    state = state_of(traced)
+    if state is None:
+        return
+
+    def look() -> None:
+        [committed] = consumer.committed([TopicPartition(*partition)], timeout=_LOOK_UP_TIMEOUT_S)
+        found(committed.offset)
+
+    run_in_background("committed offset look-up", lambda: state.gaps.look_up(look))
 
 
 def lag_of(
