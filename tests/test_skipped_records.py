@@ -154,10 +154,12 @@ def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
     produce(kafka, topic, 5)
     commit_after(kafka, topic, group, 2)
     if deleted_by == "retention":
-        time.sleep(0.5)
-        produce(kafka, topic, 1)  # rolls the segment that holds offsets 0 to 4
+        # Offsets 0 to 4 are past a retention of 6 s, and offset 5, which rolls their segment,
+        # stays within it long enough to be read (retention deletes an expired active segment too).
+        time.sleep(6.5)
+        produce(kafka, topic, 1)
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-        retention = ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+        retention = ConfigEntry("retention.ms", "6000", incremental_operation=AlterConfigOpType.SET)
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[retention])
         for future in admin.incremental_alter_configs([resource]).values():
             future.result(20)

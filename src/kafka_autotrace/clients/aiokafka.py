@@ -23,6 +23,7 @@ from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappe
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 from kafka_autotrace.core.telemetry import TelemetrySlot
+from kafka_autotrace.core.transactions import TransactionFlow
 
 
 def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
@@ -112,6 +113,7 @@ def _position(consumer: Any, partition: Any) -> int | None:
 
 TELEMETRY = TelemetrySlot()
 _SEND = SendFlow(TELEMETRY, _Send())
+_TRANSACTIONS = TransactionFlow(_Send())
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
 
@@ -122,10 +124,19 @@ class AIOKafkaInstrumentor(MethodWrappingInstrumentor):
     telemetry_slot = TELEMETRY
     module = "aiokafka"
     wrappers: ClassVar[Wrappers] = {
-        "AIOKafkaProducer": {"send": _SEND.call_async},
+        "AIOKafkaProducer": {
+            "send": _SEND.call_async,
+            "begin_transaction": _TRANSACTIONS.begin_async,
+            "commit_transaction": _TRANSACTIONS.commit_async,
+            "abort_transaction": _TRANSACTIONS.abort_async,
+        },
         "AIOKafkaConsumer": {
             "getone": _RECEIVE.one_async,
             "getmany": _RECEIVE.batch_async,
             "stop": _RECEIVE.close_async,
+            "seek": _RECEIVE.seek,
+            "seek_to_beginning": _RECEIVE.seek_async,
+            "seek_to_end": _RECEIVE.seek_async,
+            "seek_to_committed": _RECEIVE.seek_async,
         },
     }

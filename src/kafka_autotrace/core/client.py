@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from kafka_autotrace.core.gaps import GapWatch
 from kafka_autotrace.core.lag import LagState
+from kafka_autotrace.core.outcome import Transaction
 from kafka_autotrace.core.scope import ConsumerScopes
 
 STATE_ATTR = "_kafka_autotrace"
@@ -39,7 +40,7 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("delegated", "gaps", "info", "lag", "scopes")
+    __slots__ = ("delegated", "gaps", "info", "lag", "scopes", "transaction")
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -51,6 +52,8 @@ class ClientState:
         """What reporting this consumer's lag needs."""
         self.gaps = GapWatch()
         """Where this consumer's partitions had reached, to find records it never got."""
+        self.transaction: Transaction | None = None
+        """The open transaction of a transactional producer."""
 
 
 def state_of(client: object) -> ClientState | None:

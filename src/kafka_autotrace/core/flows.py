@@ -96,6 +96,8 @@ class SendFlow:
             return None
         if pending is None:
             return None
+        if state.transaction is not None and pending.tracked:
+            pending.transaction = state.transaction
         send = _SendCall(pending, (args, kwargs), False)
         try:
             extended = (

@@ -34,6 +34,7 @@ from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.transactions import TransactionFlow
 
 _logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class _SerializingProduce(_Produce):
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, ConfluentReceives())
+_TRANSACTIONS = TransactionFlow(_Produce())
 
 
 def _construct(base: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -124,6 +126,15 @@ class _TracedProducer:
 
     def produce(self, *args: Any, **kwargs: Any) -> Any:
         return self._sends.call(super().produce, self, args, kwargs)  # type: ignore[misc]
+
+    def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _TRANSACTIONS.begin(super().begin_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _TRANSACTIONS.commit(super().commit_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _TRANSACTIONS.abort(super().abort_transaction, self, args, kwargs)  # type: ignore[misc]
 
 
 class _TracedSerializingProducer(_TracedProducer):
