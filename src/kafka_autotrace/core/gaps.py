@@ -122,7 +122,10 @@ class GapWatch:
 
     def _first(self, consumer: Any, reader: GapReader, partition: Partition, offset: int) -> None:
         """Compare the first record of a partition with the group's committed offset, when
-        the records before it are gone from the log."""
+        the records before it are gone from the log. The count starts at zero here, so that a
+        rate over it sees the first records skipped."""
+        if self.count is not None:
+            self.count(Skipped(partition[0], offset, 0))
         log_start = reader.log_start(consumer, partition)
         if offset <= 0 or log_start is None or offset > log_start:
             return  # nothing before it was deleted, as far as the consumer knows
