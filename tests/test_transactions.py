@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from support.broker import create_topic, unique_topic
-from support.kafka import KafkaCluster, start_kafka
+from support.kafka import KafkaCluster, start_kafka, wait_for_group_coordinator
 from support.otel import RecordingSdk, instrumented
 from support.receiving import WaitingReceiver
 
@@ -34,11 +34,7 @@ Send = Callable[[str, str, list[tuple[str, bytes]]], None]
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     running = start_kafka(tmp_path_factory.mktemp("kafka"))
-    # The first transaction of a new cluster can take a minute to become readable on these
-    # shared machines (its markers wait on a busy controller): one, untraced, before the tests.
-    topic = create_topic(running.bootstrap_servers, unique_topic("warm-up"))
-    confluent_transactions(running.bootstrap_servers, topic, [("commit", b"warm")])
-    assert read_committed(running.bootstrap_servers, topic, 1, polls=240) == [b"warm"]
+    wait_for_group_coordinator(running)
     yield running
     running.stop()
 
@@ -108,7 +104,7 @@ CLIENTS: dict[str, tuple[Any, Callable[[str, str, list[tuple[str, bytes]]], None
 }
 
 
-def read_committed(bootstrap: str, topic: str, count: int, polls: int = 40) -> list[bytes]:
+def read_committed(bootstrap: str, topic: str, count: int) -> list[bytes]:
     consumer = confluent_kafka.Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -119,7 +115,7 @@ def read_committed(bootstrap: str, topic: str, count: int, polls: int = 40) -> l
     )
     consumer.assign([confluent_kafka.TopicPartition(topic, 0)])
     values: list[bytes] = []
-    for _ in range(polls):
+    for _ in range(40):
         message = consumer.poll(0.5)
         if message is not None and message.error() is None:
             values.append(message.value())
@@ -156,7 +152,9 @@ def test_send_spans_say_how_their_transaction_ended_and_the_viewer_shows_aborted
         assert span.attributes["messaging.kafka.offset"] >= 0
     spans = otlp_receiver.wait_for_spans(lambda received: len(received) >= 3)
     waterfall = render_traces(spans)
-    aborted, committed = sorted(waterfall.split("\n\n"), key=lambda trace: "process" in trace)
+    aborted, committed = sorted(
+        waterfall.split("\n\n"), key=lambda trace: f"process {topic}" in trace
+    )
     assert "1 ABORTED" in aborted and "ABORTED: its transaction aborted" in aborted, waterfall
     assert "MISSING" not in waterfall, waterfall
-    assert "process" in committed and "ABORTED" not in committed, waterfall
+    assert f"process {topic}" in committed and "ABORTED" not in committed, waterfall
