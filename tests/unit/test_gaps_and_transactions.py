@@ -5,13 +5,13 @@ The same behaviour on a real broker: tests/test_skipped_records.py, tests/test_t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from kafka_autotrace.core.gaps import GapWatch, Partition, Skipped
+from kafka_autotrace.core.gaps import Found, GapWatch, Partition, Skipped
 from kafka_autotrace.core.outcome import ABORTED, TRANSACTION_OUTCOME, Transaction
 
 ORDERS: Partition = ("orders", 0)
@@ -20,20 +20,21 @@ ORDERS: Partition = ("orders", 0)
 class Consumer:
     """A consumer's log start offset and, after a restart, its group's committed offset."""
 
-    def __init__(self, log_start: int | None, committed: int | None = None) -> None:
+    def __init__(
+        self, log_start: int | None, committed: int | None = None, asked_start: int | None = None
+    ) -> None:
         self._log_start = log_start
         self.committed = committed
+        self.asked_start = asked_start
+        """The log start offset the broker answers, for a consumer that does not know it."""
         self.looked_up = 0
 
     def log_start(self, consumer: Any, partition: Partition) -> int | None:
         return self._log_start
 
-    def look_up_start(
-        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
-    ) -> None:
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
         self.looked_up += 1
-        if self.committed is not None:
-            found(self.committed)
+        found(self.committed if committed else None, self.asked_start)
 
 
 def watched(consumer: Consumer, offsets: list[int]) -> tuple[GapWatch, list[Skipped]]:
@@ -58,6 +59,17 @@ def test_a_gap_inside_the_log_loses_nothing() -> None:
 
 def test_a_gap_with_no_known_log_start_is_not_counted() -> None:
     assert watched(Consumer(log_start=None), [0, 5])[1] == []
+
+
+def test_a_log_start_asked_for_counts_without_marking_a_span() -> None:
+    consumer = Consumer(log_start=None, asked_start=4)
+    watch, counted = watched(consumer, [0, 1, 5])
+    assert (counted, watch.marks) == ([Skipped("orders", 2, 2)], {})
+
+
+def test_a_restarted_group_of_a_consumer_without_a_log_start_asks_for_both() -> None:
+    consumer = Consumer(log_start=None, committed=1, asked_start=3)
+    assert watched(consumer, [3])[1] == [Skipped("orders", 1, 2)]
 
 
 def test_a_seek_starts_the_partition_over() -> None:

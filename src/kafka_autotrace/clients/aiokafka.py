@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -19,11 +21,14 @@ from kafka_autotrace.core.adapter import (
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
+from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 from kafka_autotrace.core.telemetry import TelemetrySlot
 from kafka_autotrace.core.transactions import TransactionFlow
+
+_logger = logging.getLogger(__name__)
 
 
 def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
@@ -98,6 +103,34 @@ class _Receive(MappingBatches, ReceiveAdapter):
         if not isinstance(highwater, int) or position is None:
             return None
         return partition.topic, partition.partition, highwater - position
+
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        _look_up(consumer, partition, committed, found)
+
+
+def _look_up(consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+    """A task beside the application's, on its event loop: aiokafka keeps no log start
+    offset (its fetcher drops it from fetch responses), so it is asked for, as is the
+    committed offset."""
+    from aiokafka import TopicPartition
+
+    topic_partition = TopicPartition(*partition)
+
+    async def look() -> None:
+        try:
+            offset = await consumer.committed(topic_partition) if committed else None
+            starts = await consumer.beginning_offsets([topic_partition])
+            found(offset, starts.get(topic_partition))
+        except Exception:
+            _logger.debug("kafka-autotrace: a look-up for a gap failed", exc_info=True)
+
+    task = asyncio.get_running_loop().create_task(look())
+    _LOOKING.add(task)
+    task.add_done_callback(_LOOKING.discard)
+
+
+_LOOKING: set[asyncio.Task[None]] = set()
+"""Look-ups under way, kept from the garbage collector."""
 
 
 def _position(consumer: Any, partition: Any) -> int | None:

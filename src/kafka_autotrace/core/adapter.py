@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
-from kafka_autotrace.core.gaps import Partition
+from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, Send
 
@@ -169,11 +169,9 @@ class ReceiveAdapter(_ClientAdapter):
         None by default: the consumer does not know, and no gap is counted."""
         return None
 
-    def look_up_start(
-        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
-    ) -> None:
-        """By default the first record of a partition is not compared with the group's
-        committed offset."""
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        """By default nothing is asked: a gap whose log start offset is unknown is not
+        counted."""
 
 
 class MappingBatches:

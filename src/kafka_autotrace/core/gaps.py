@@ -59,6 +59,10 @@ class Skipped:
     count: int
 
 
+Found = Callable[["int | None", "int | None"], None]
+"""Called with a partition's committed offset and log start offset, each None if not known."""
+
+
 class GapReader(Protocol):
     """How one client library's consumers tell what the gap check needs (a receive adapter)."""
 
@@ -67,12 +71,10 @@ class GapReader(Protocol):
         not know; read without a request to the broker."""
         ...
 
-    def look_up_start(
-        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
-    ) -> None:
-        """Called for the first record of a partition the consumer hands out, at ``offset``:
-        if the records before it may have been lost, find the group's committed offset without
-        blocking the application and call ``found`` with it."""
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        """Ask the broker, never in the application's call, for what the gap check needs:
+        the group's committed offset (when ``committed``) and the log start offset (unless
+        known), and call ``found`` with them; or do nothing where that cannot be done."""
         ...
 
 
@@ -107,6 +109,13 @@ class GapWatch:
             log_start = reader.log_start(consumer, partition)
             if log_start is not None:
                 self._skipped(partition, expected, min(offset, log_start), offset)
+                return
+
+            def found(committed: int | None, log_start: int | None) -> None:
+                if log_start is not None:
+                    self._skipped(partition, expected, min(offset, log_start), None)
+
+            reader.look_up(consumer, partition, False, found)
 
     def _skipped(
         self, partition: Partition, reached: int, deleted_to: int, offset: int | None
@@ -121,20 +130,22 @@ class GapWatch:
         self.count(skipped)
 
     def _first(self, consumer: Any, reader: GapReader, partition: Partition, offset: int) -> None:
-        """Compare the first record of a partition with the group's committed offset, when
-        the records before it are gone from the log. The count starts at zero here, so that a
-        rate over it sees the first records skipped."""
+        """Compare the first record of a partition with the group's committed offset, where
+        records before it may have been deleted. The count starts at zero here, so that a rate
+        over it sees the first records skipped."""
         if self.count is not None:
             self.count(Skipped(partition[0], offset, 0))
-        log_start = reader.log_start(consumer, partition)
-        if offset <= 0 or log_start is None or offset > log_start:
+        known_start = reader.log_start(consumer, partition)
+        if offset <= 0 or (known_start is not None and offset > known_start):
             return  # nothing before it was deleted, as far as the consumer knows
 
-        def found(committed: int) -> None:
-            if committed >= 0:
+        def found(committed: int | None, log_start: int | None) -> None:
+            if known_start is not None:
+                log_start = known_start
+            if committed is not None and committed >= 0 and log_start is not None:
                 self._skipped(partition, committed, min(offset, log_start), None)
 
-        reader.look_up_start(consumer, partition, offset, found)
+        reader.look_up(consumer, partition, True, found)
 
     def forget(self) -> None:
         """The application moved the consumer's position: each partition starts over."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from kafka_autotrace.clients.confluent.common import (
     TELEMETRY,
@@ -34,7 +34,7 @@ from kafka_autotrace.core.adapter import UNTOUCHED
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
-from kafka_autotrace.core.gaps import Partition
+from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 
@@ -86,9 +86,7 @@ class _Receive(ConfluentReceives):
     def log_start(self, consumer: Any, partition: Partition) -> int | None:
         return log_start_of(consumer._consumer, partition)
 
-    def look_up_start(
-        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
-    ) -> None:
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
         look_up_committed(consumer, consumer._consumer, partition, found)
 
 

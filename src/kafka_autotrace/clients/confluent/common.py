@@ -18,12 +18,12 @@ import sys
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
 from kafka_autotrace.core.client import ClientInfo, ClientState, keep_state, state_of
-from kafka_autotrace.core.gaps import Partition, run_in_background
+from kafka_autotrace.core.gaps import Found, Partition, run_in_background
 from kafka_autotrace.core.lag import Lag, LagState
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
@@ -169,9 +169,7 @@ class ConfluentReceives(ReceiveAdapter):
     def log_start(self, consumer: Any, partition: Partition) -> int | None:
         return log_start_of(consumer, partition)
 
-    def look_up_start(
-        self, consumer: Any, partition: Partition, offset: int, found: Callable[[int], None]
-    ) -> None:
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
         look_up_committed(consumer, consumer, partition, found)
 
 
@@ -183,12 +181,10 @@ def log_start_of(consumer: Any, partition: Partition) -> int | None:
     return low if isinstance(low, int) and low >= 0 else None
 
 
-def look_up_committed(
-    traced: Any, consumer: Any, partition: Partition, found: Callable[[int], None]
-) -> None:
+def look_up_committed(traced: Any, consumer: Any, partition: Partition, found: Found) -> None:
     """Ask the broker for the committed offset of ``consumer``'s group in ``partition`` from
     a thread of ours, unless ``traced`` (the consumer, or the aio consumer that wraps it)
-    closes first; ``found`` gets it."""
+    closes first; ``found`` gets it with the cached log start offset."""
     from confluent_kafka import TopicPartition
 
     state = state_of(traced)
@@ -197,7 +193,7 @@ def look_up_committed(
 
     def look() -> None:
         [committed] = consumer.committed([TopicPartition(*partition)], timeout=_LOOK_UP_TIMEOUT_S)
-        found(committed.offset)
+        found(committed.offset, log_start_of(consumer, partition))
 
     run_in_background("committed offset look-up", lambda: state.gaps.look_up(look))
 
