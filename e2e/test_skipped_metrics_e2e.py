@@ -8,7 +8,6 @@ tests show when the alert fires.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -25,6 +24,7 @@ from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.processes import free_port
 from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
+from test_pipeline_metrics_e2e import _render
 
 APP = Path(__file__).parent / "apps" / "skipping_consumer.py"
 SECTIONS = ("Records a consumer never got",)
@@ -130,12 +130,6 @@ def test_documented_alerting_rule_fires_on_the_real_series(scraped: Scraped) -> 
     }
     [alert] = rules[0]["alerts"]
     assert (alert["labels"][TOPIC], alert["labels"][GROUP]) == (scraped.topic, scraped.group)
-
-
-def _render(template: str, labels: dict[str, str]) -> str:
-    rendered = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m[1]], template)
-    assert "{{" not in rendered, f"a template this test cannot render: {template}"
-    return rendered
 
 
 def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:

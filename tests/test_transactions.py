@@ -7,7 +7,6 @@ and the waterfall shows the aborted message as ABORTED, not MISSING, while a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, Callable
 
@@ -16,9 +15,10 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from support.broker import create_topic, unique_topic
-from support.kafka import KafkaCluster, start_kafka, wait_for_group_coordinator
+from support.kafka import KafkaCluster
 from support.otel import RecordingSdk, instrumented
 from support.receiving import WaitingReceiver
+from test_skipped_records import kafka
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
@@ -27,16 +27,9 @@ from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 from kafka_autotrace.tools.receiver import TRACES_PATH
 from kafka_autotrace.tools.waterfall import render_traces
 
+__all__ = ["kafka"]  # the Apache Kafka node fixture, shared with the skipped-records tests
 Send = Callable[[str, str, list[tuple[str, bytes]]], None]
-"""Sends, in one transaction, each value of the list with the outcome named first."""
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    running = start_kafka(tmp_path_factory.mktemp("kafka"))
-    wait_for_group_coordinator(running)
-    yield running
-    running.stop()
+"""Sends each value of the list in a transaction of its own, committed or aborted as named."""
 
 
 def confluent_transactions(
@@ -97,7 +90,7 @@ def aiokafka_transactions(
     asyncio.run(run())
 
 
-CLIENTS: dict[str, tuple[Any, Callable[[str, str, list[tuple[str, bytes]]], None]]] = {
+CLIENTS: dict[str, tuple[Any, Send]] = {
     "confluent-kafka": (ConfluentKafkaInstrumentor, confluent_transactions),
     "kafka-python": (KafkaPythonInstrumentor, kafka_python_transactions),
     "aiokafka": (AIOKafkaInstrumentor, aiokafka_transactions),

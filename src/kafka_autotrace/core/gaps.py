@@ -9,11 +9,11 @@ log (at or above it) holds compacted records, transaction markers or aborted rec
 it was deleted. The application's own seeks start over from the record they lead to.
 
 Per record the cost is one dictionary read, one write and one comparison. The log start offset
-is asked only when a gap is seen, from what the client already knows (an adapter's
-:meth:`GapReader.log_start`). The position a restarted group had reached is its committed
-offset, which only the broker knows: an adapter asks for it off the application's thread, and
-only when the first record of a partition is at the log start offset (docs/design.md, "Records
-a consumer never got").
+is read only when a gap is seen, from what the client already knows (an adapter's
+:meth:`GapReader.log_start`), or else asked for outside the application's calls
+(:meth:`GapReader.look_up`). The position a restarted group had reached is its committed
+offset, which only the broker knows: asked for the same way, and only when the first record of
+a partition may follow deleted ones (docs/design.md, "Records a consumer never got").
 """
 
 from __future__ import annotations

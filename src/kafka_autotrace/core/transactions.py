@@ -14,80 +14,30 @@ from kafka_autotrace.core.outcome import ABORTED, COMMITTED, Transaction
 _logger = logging.getLogger(__name__)
 
 
+Wrapper = Callable[[Callable[..., Any], object, "tuple[Any, ...]", "dict[str, Any]"], Any]
+"""A wrapt wrapper: ``(call, client, args, kwargs)``."""
+
+
 class TransactionFlow:
     """The wrappers of a producer's ``begin_transaction``, ``commit_transaction`` and
-    ``abort_transaction`` (each with an asynchronous twin)."""
+    ``abort_transaction``, each with an asynchronous twin: each calls the library, then
+    follows what the call did."""
 
-    __slots__ = ("_adapter",)
+    __slots__ = (
+        "_adapter",
+        "abort",
+        "abort_async",
+        "begin",
+        "begin_async",
+        "commit",
+        "commit_async",
+    )
 
     def __init__(self, adapter: SendAdapter) -> None:
         self._adapter = adapter
-
-    def begin(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        result = call(*args, **kwargs)
-        self._began(client)
-        return result
-
-    async def begin_async(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        result = await call(*args, **kwargs)
-        self._began(client)
-        return result
-
-    def commit(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        result = call(*args, **kwargs)
-        _ended(client, COMMITTED)
-        return result
-
-    async def commit_async(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        result = await call(*args, **kwargs)
-        _ended(client, COMMITTED)
-        return result
-
-    def abort(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        result = call(*args, **kwargs)
-        _ended(client, ABORTED)
-        return result
-
-    async def abort_async(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        result = await call(*args, **kwargs)
-        _ended(client, ABORTED)
-        return result
+        self.begin, self.begin_async = _after(self._began)
+        self.commit, self.commit_async = _after(lambda client: _ended(client, COMMITTED))
+        self.abort, self.abort_async = _after(lambda client: _ended(client, ABORTED))
 
     def _began(self, client: object) -> None:
         try:
@@ -97,6 +47,27 @@ class TransactionFlow:
                 state.transaction = Transaction()
         except Exception:
             _logger.debug("kafka-autotrace: following a transaction failed", exc_info=True)
+
+
+def _after(follow: Callable[[object], None]) -> tuple[Wrapper, Wrapper]:
+    """A wrapper and its asynchronous twin that call the library and then ``follow(client)``
+    once the call returned (not when it raised)."""
+
+    def wrapper(
+        call: Callable[..., Any], client: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        result = call(*args, **kwargs)
+        follow(client)
+        return result
+
+    async def wrapper_async(
+        call: Callable[..., Any], client: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        result = await call(*args, **kwargs)
+        follow(client)
+        return result
+
+    return wrapper, wrapper_async
 
 
 def _ended(client: object, outcome: str) -> None:
