@@ -224,6 +224,8 @@ class ReceiveFlow:
                 if scope is not None:
                     mark_span(scope.span, state.gaps, adapter.getter, entry)
                     state.scopes.enter(scope)
+                if state.gaps.marks:  # this record's, left where it has no span
+                    state.gaps.marks.clear()
         except Exception:
             _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
 
@@ -251,6 +253,7 @@ class ReceiveFlow:
             if adapter.counts_positions:
                 for record in records:
                     _hand(state, adapter.getter, record)
+            state.gaps.marks.clear()  # an earlier batch's, of records never iterated
             for record in records:
                 watch(telemetry, state, adapter, client, record)
             incoming = iter(

@@ -164,7 +164,14 @@ class AIOKafka(AsyncDriver):
         namespaces = [self.aiokafka.AIOKafkaProducer, self.aiokafka.AIOKafkaConsumer]
         return namespaces, {
             "AIOKafkaProducer.send",
+            "AIOKafkaProducer.begin_transaction",
+            "AIOKafkaProducer.commit_transaction",
+            "AIOKafkaProducer.abort_transaction",
             "AIOKafkaConsumer.getone",
             "AIOKafkaConsumer.getmany",
             "AIOKafkaConsumer.stop",
+            "AIOKafkaConsumer.seek",
+            "AIOKafkaConsumer.seek_to_beginning",
+            "AIOKafkaConsumer.seek_to_end",
+            "AIOKafkaConsumer.seek_to_committed",
         }
