@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 from support.apps import start_app
 from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
+from support.kafka import wait_for_group_coordinator
 from support.processes import free_port
 from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
 from test_pipeline_metrics_e2e import _render
@@ -48,6 +49,7 @@ class Scraped:
 @pytest.fixture(scope="module")
 def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     bootstrap = broker.bootstrap_servers
+    wait_for_group_coordinator(bootstrap)
     topic = create_topic(bootstrap, unique_topic("skipped"))
     group = unique_topic("behind")
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
@@ -70,8 +72,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         app = running.enter_context(
             start_app(APP, *args, service="behind", endpoint=UNUSED, env=env)
         )
-        # A fresh Apache Kafka node creates its offsets topic on the first consumer's request.
-        app.wait_for_output("paused", timeout=90)
+        app.wait_for_output("paused", timeout=60)
         # The count is at 0 in Prometheus before the loss, as for a consumer that ran a while.
         series = f'kafka_autotrace_consumer_skipped_total{{{TOPIC}="{topic}"}}'
         prometheus.wait_for(series, lambda samples: [s.value for s in samples] == [0])
@@ -80,7 +81,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for future in admin.delete_records([deleted]).values():
             future.result(20)
         resume.touch()
-        handled = app.wait_for_output("handled")
+        handled = app.wait_for_output("handled", timeout=60)
         assert f"handled {list(range(DELETED_BEFORE, SENT))}" in handled, handled
         yield Scraped(prometheus, topic, group)
 

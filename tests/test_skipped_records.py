@@ -33,7 +33,7 @@ WAIT_S = 60.0
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     running = start_kafka(tmp_path_factory.mktemp("kafka"))
-    wait_for_group_coordinator(running)
+    wait_for_group_coordinator(running.bootstrap_servers)
     yield running
     running.stop()
 

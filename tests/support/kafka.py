@@ -256,14 +256,14 @@ def _server_properties(node: KafkaNode, voters: str, replicas: int) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def wait_for_group_coordinator(cluster: KafkaCluster, timeout: float = 120.0) -> None:
+def wait_for_group_coordinator(bootstrap: str, timeout: float = 120.0) -> None:
     """Wait until a consumer group's committed offsets can be read: a new node creates its
     offsets topic on the first request, and until then librdkafka's assigned consumers fail
     their first offset fetch (NOT_COORDINATOR) and may never start fetching."""
     import confluent_kafka
 
     consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": cluster.bootstrap_servers, "group.id": "coordinator-probe"}
+        {"bootstrap.servers": bootstrap, "group.id": "coordinator-probe"}
     )
     deadline = time.monotonic() + timeout
     try:
