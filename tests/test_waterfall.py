@@ -15,6 +15,7 @@ from support.exports import T0, Services, trace_id
 from support.receiving import WaitingReceiver
 
 from kafka_autotrace.core.attributes import PIPELINE_AGE_ATTRIBUTE, PIPELINE_ORIGIN
+from kafka_autotrace.core.gaps import SKIPPED_COUNT, SKIPPED_FROM
 from kafka_autotrace.tools.receiver import TRACES_PATH
 from kafka_autotrace.tools.waterfall import ASCII, render_traces, summarize
 
@@ -222,3 +223,17 @@ def test_process_spans_show_their_pipeline_age_and_the_trace_its_oldest(
     assert line_of(text, "process orders").endswith("waited 3.0 ms in Kafka  5.0 ms since orders")
     assert line_of(text, "process shipments").endswith("1.25 s since orders")
     assert "since" not in line_of(text, "send shipments")
+
+
+def test_a_process_span_after_a_gap_shows_the_records_skipped(
+    otlp_receiver: WaitingReceiver, services: Services
+) -> None:
+    send = services.hop("orders-api", "send orders", PRODUCER, 0, 2, offset=6)
+    skipped = {SKIPPED_FROM: 3, SKIPPED_COUNT: 3}
+    services.hop("billing", "process orders", CONSUMER, 5, 9, send, offset=6, extra=skipped)
+
+    text = render_traces(otlp_receiver.spans())
+
+    assert line_of(text, "process orders").endswith(
+        "✗ 3 skipped before it (deleted, from offset 3)"
+    )

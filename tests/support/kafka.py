@@ -256,6 +256,29 @@ def _server_properties(node: KafkaNode, voters: str, replicas: int) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
+def wait_for_group_coordinator(bootstrap: str, timeout: float = 120.0) -> None:
+    """Wait until a consumer group's committed offsets can be read: a new node creates its
+    offsets topic on the first request, and until then librdkafka's assigned consumers fail
+    their first offset fetch (NOT_COORDINATOR) and may never start fetching."""
+    import confluent_kafka
+
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "coordinator-probe"}
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                consumer.committed([confluent_kafka.TopicPartition("probe", 0)], timeout=5)
+                return
+            except confluent_kafka.KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
 def _java(folder: Path | None, main_class: str, *arguments: str) -> list[str]:
     log_config = [f"-Dlog4j2.configurationFile={folder / 'log4j2.properties'}"] if folder else []
     return ["java", *JVM_OPTIONS, *log_config, "-cp", kafka_classpath(), main_class, *arguments]

@@ -48,6 +48,7 @@ def test_every_asynchronous_wrapper_has_a_twin() -> None:
         "ReceiveFlow.batch",
         "ReceiveFlow.close",
         "ReceiveFlow.one",
+        "ReceiveFlow.seek",
         "SendFlow.call",
     ]
 

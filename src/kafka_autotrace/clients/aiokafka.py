@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -19,11 +21,15 @@ from kafka_autotrace.core.adapter import (
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
+from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note, listener_subscription, noting_listener
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 from kafka_autotrace.core.telemetry import TelemetrySlot
+from kafka_autotrace.core.transactions import TransactionFlow
+
+_logger = logging.getLogger(__name__)
 
 
 def _acknowledged(metadata: Any) -> tuple[int | None, int | None]:
@@ -111,6 +117,34 @@ class _Receive(MappingBatches, ReceiveAdapter):
             return None
         return partition.topic, partition.partition, highwater - position
 
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        _look_up(consumer, partition, committed, found)
+
+
+def _look_up(consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+    """A task beside the application's, on its event loop: aiokafka keeps no log start
+    offset (its fetcher drops it from fetch responses), so it is asked for, as is the
+    committed offset."""
+    from aiokafka import TopicPartition
+
+    topic_partition = TopicPartition(*partition)
+
+    async def look() -> None:
+        try:
+            offset = await consumer.committed(topic_partition) if committed else None
+            starts = await consumer.beginning_offsets([topic_partition])
+            found(offset, starts.get(topic_partition))
+        except Exception:
+            _logger.debug("kafka-autotrace: a look-up for a gap failed", exc_info=True)
+
+    task = asyncio.get_running_loop().create_task(look())
+    _LOOKING.add(task)
+    task.add_done_callback(_LOOKING.discard)
+
+
+_LOOKING: set[asyncio.Task[None]] = set()
+"""Look-ups under way, kept from the garbage collector."""
+
 
 def _position(consumer: Any, partition: Any) -> int | None:
     """The consumer's position in ``partition``, as ``position()`` would return it once known."""
@@ -125,6 +159,7 @@ def _position(consumer: Any, partition: Any) -> int | None:
 
 TELEMETRY = TelemetrySlot()
 _SEND = SendFlow(TELEMETRY, _Send())
+_TRANSACTIONS = TransactionFlow(_Send())
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
 
@@ -135,12 +170,21 @@ class AIOKafkaInstrumentor(MethodWrappingInstrumentor):
     telemetry_slot = TELEMETRY
     module = "aiokafka"
     wrappers: ClassVar[Wrappers] = {
-        "AIOKafkaProducer": {"send": _SEND.call_async},
+        "AIOKafkaProducer": {
+            "send": _SEND.call_async,
+            "begin_transaction": _TRANSACTIONS.begin_async,
+            "commit_transaction": _TRANSACTIONS.commit_async,
+            "abort_transaction": _TRANSACTIONS.abort_async,
+        },
         "AIOKafkaConsumer": {
             "__init__": _RECEIVE.construct,
             "subscribe": _RECEIVE.subscribe,
             "getone": _RECEIVE.one_async,
             "getmany": _RECEIVE.batch_async,
             "stop": _RECEIVE.close_async,
+            "seek": _RECEIVE.seek,
+            "seek_to_beginning": _RECEIVE.seek_async,
+            "seek_to_end": _RECEIVE.seek_async,
+            "seek_to_committed": _RECEIVE.seek_async,
         },
     }

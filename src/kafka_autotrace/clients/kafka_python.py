@@ -24,6 +24,7 @@ from kafka_autotrace.core.listeners import Note, listener_subscription, noting_l
 from kafka_autotrace.core.propagation import HEADERS_MIN_API
 from kafka_autotrace.core.sending import PendingSend
 from kafka_autotrace.core.telemetry import TelemetrySlot
+from kafka_autotrace.core.transactions import TransactionFlow
 
 
 class _Clients:
@@ -132,6 +133,7 @@ def _highwater_of(partition_data: Any) -> object:
 
 TELEMETRY = TelemetrySlot()
 _SEND = SendFlow(TELEMETRY, _Send())
+_TRANSACTIONS = TransactionFlow(_Send())
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive(), suppress_nested=True)
 
 
@@ -143,12 +145,20 @@ class KafkaPythonInstrumentor(MethodWrappingInstrumentor):
     telemetry_slot = TELEMETRY
     module = "kafka"
     wrappers: ClassVar[Wrappers] = {
-        "KafkaProducer": {"send": _SEND.call},
+        "KafkaProducer": {
+            "send": _SEND.call,
+            "begin_transaction": _TRANSACTIONS.begin,
+            "commit_transaction": _TRANSACTIONS.commit,
+            "abort_transaction": _TRANSACTIONS.abort,
+        },
         "KafkaConsumer": {
             "__init__": _RECEIVE.construct,
             "subscribe": _RECEIVE.subscribe,
             "__next__": _RECEIVE.one,
             "poll": _RECEIVE.batch,
             "close": _RECEIVE.close,
+            "seek": _RECEIVE.seek,
+            "seek_to_beginning": _RECEIVE.seek,
+            "seek_to_end": _RECEIVE.seek,
         },
     }

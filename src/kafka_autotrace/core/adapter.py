@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
+from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note
 from kafka_autotrace.core.sending import PendingSend, Send
@@ -178,6 +179,15 @@ class ReceiveAdapter(_ClientAdapter):
     def note_constructed_subscription(self, consumer: Any, note: Note) -> None:
         """Give a consumer its constructor subscribed, without a listener, one that calls
         ``note``."""
+
+    def log_start(self, consumer: Any, partition: Partition) -> int | None:
+        """See :class:`~kafka_autotrace.core.gaps.GapReader`, which this class implements;
+        None by default: the consumer does not know, and no gap is counted."""
+        return None
+
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        """By default nothing is asked: a gap whose log start offset is unknown is not
+        counted."""
 
 
 class MappingBatches:

@@ -19,6 +19,7 @@ from opentelemetry.context import Context
 
 from kafka_autotrace.core.adapter import ReceiveAdapter
 from kafka_autotrace.core.client import ClientState
+from kafka_autotrace.core.gaps import mark_span
 from kafka_autotrace.core.telemetry import KafkaTelemetry
 
 _logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class TracedRecords(list):  # type: ignore[type-arg]
                     record, self._adapter.getter, self._state.info, incoming=incoming, counted=True
                 )
                 if scope is not None:
+                    mark_span(scope.span, self._state.gaps, self._adapter.getter, record)
                     self._state.scopes.enter(scope)
         except Exception:
             _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)

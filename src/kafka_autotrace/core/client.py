@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from kafka_autotrace.core.gaps import GapWatch
+from kafka_autotrace.core.outcome import Transaction
 from kafka_autotrace.core.rebalance import ConsumerActivity
 from kafka_autotrace.core.scope import ConsumerScopes
 
@@ -38,7 +40,7 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("activity", "delegated", "info", "reported", "scopes")
+    __slots__ = ("activity", "delegated", "gaps", "info", "reported", "scopes", "transaction")
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -51,6 +53,10 @@ class ClientState:
         subscription or first call on, whichever kafka-autotrace sees first)."""
         self.activity = ConsumerActivity()
         """This consumer's calls and group changes."""
+        self.gaps = GapWatch()
+        """Where this consumer's partitions had reached, to find records it never got."""
+        self.transaction: Transaction | None = None
+        """The open transaction of a transactional producer."""
 
 
 def state_of(client: object) -> ClientState | None:

@@ -16,12 +16,16 @@ from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, RecordGetter
 from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
 from kafka_autotrace.core.client import ClientState, keep_state, state_of
+from kafka_autotrace.core.gaps import mark_span, watch
 from kafka_autotrace.core.rebalance import note_change
 from kafka_autotrace.core.scope import Suppressed, is_suppressed
 from kafka_autotrace.core.sending import Send
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
+
+CLOSING_WAIT_S = 2.0
+"""How long closing a consumer waits for a request of ours about it to finish."""
 
 
 def _traced_state(client: object, adapter: SendAdapter | ReceiveAdapter) -> ClientState | None:
@@ -92,6 +96,8 @@ class SendFlow:
             return None
         if pending is None:
             return None
+        if state.transaction is not None and pending.tracked:
+            pending.transaction = state.transaction
         send = _SendCall(pending, (args, kwargs), False)
         try:
             extended = (
@@ -262,11 +268,12 @@ class ReceiveFlow:
         if state is None:
             return
         state.scopes.finish()
+        state.gaps.closing(CLOSING_WAIT_S)
         telemetry = self._slot.telemetry
         if telemetry is not None:
             telemetry.stop_reporting_lag(client)
 
-    def _enter(self, state: ClientState, entry: Any) -> None:
+    def _enter(self, client: object, state: ClientState, entry: Any) -> None:
         """Start the process span of a record the consumer returned and make it current."""
         telemetry = self._slot.telemetry
         if telemetry is None or not is_instrumentation_enabled():
@@ -276,14 +283,18 @@ class ReceiveFlow:
             if entry is not None and adapter.is_record(entry):
                 if adapter.counts_positions:
                     _hand(state, adapter.getter, entry)
+                watch(telemetry, state, adapter, client, entry)
                 scope = telemetry.start_process(entry, adapter.getter, state.info)
                 if scope is not None:
+                    mark_span(scope.span, state.gaps, adapter.getter, entry)
                     state.scopes.enter(scope)
+                if state.gaps.marks:  # this record's, left where it has no span
+                    state.gaps.marks.clear()
         except Exception:
             _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
 
     def _traced_batch(
-        self, state: ClientState, result: Any, started_ns: int, started: float
+        self, client: object, state: ClientState, result: Any, started_ns: int, started: float
     ) -> Any:
         """Emit the poll span of a batch call and return its result, with lists that start
         each record's process span as the application iterates them."""
@@ -306,6 +317,9 @@ class ReceiveFlow:
             if adapter.counts_positions:
                 for record in records:
                     _hand(state, adapter.getter, record)
+            state.gaps.marks.clear()  # an earlier batch's, of records never iterated
+            for record in records:
+                watch(telemetry, state, adapter, client, record)
             incoming = iter(
                 telemetry.record_poll(records, adapter.getter, state.info, started_ns, started)
             )
@@ -343,7 +357,7 @@ class ReceiveFlow:
         else:
             entry = call(*args, **kwargs)
         self._returned(client, state)
-        self._enter(state, entry)
+        self._enter(client, state, entry)
         return entry
 
     async def one_async(
@@ -362,7 +376,7 @@ class ReceiveFlow:
         else:
             entry = await call(*args, **kwargs)
         self._returned(client, state)
-        self._enter(state, entry)
+        self._enter(client, state, entry)
         return entry
 
     def batch(
@@ -379,7 +393,7 @@ class ReceiveFlow:
         if state is None:
             return result
         self._returned(client, state)
-        return self._traced_batch(state, result, started_ns, started)
+        return self._traced_batch(client, state, result, started_ns, started)
 
     async def batch_async(
         self,
@@ -394,7 +408,7 @@ class ReceiveFlow:
         if state is None:
             return result
         self._returned(client, state)
-        return self._traced_batch(state, result, started_ns, started)
+        return self._traced_batch(client, state, result, started_ns, started)
 
     def close(
         self,
@@ -406,6 +420,32 @@ class ReceiveFlow:
         """A call after which the consumer hands out no more records (close, leaving ``with``)."""
         self._closing(client)
         return call(*args, **kwargs)
+
+    def seek(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A call that moves the consumer's position: the records it skips are not lost."""
+        self._moved(client)
+        return call(*args, **kwargs)
+
+    async def seek_async(
+        self,
+        call: Callable[..., Any],
+        client: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        self._moved(client)
+        return await call(*args, **kwargs)
+
+    def _moved(self, client: object) -> None:
+        state = state_of(client)
+        if state is not None:
+            state.gaps.forget()
 
     async def close_async(
         self,

@@ -181,8 +181,10 @@ class MethodWrappingInstrumentor(KafkaClientInstrumentor):
     def _patch(self) -> None:
         module = importlib.import_module(self.module)
         for class_name, methods in self.wrappers.items():
+            cls = getattr(module, class_name)
             for method, wrapper in methods.items():
-                wrap_function_wrapper(getattr(module, class_name), method, wrapper)
+                if hasattr(cls, method):  # methods of later releases are left out of earlier
+                    wrap_function_wrapper(cls, method, wrapper)
 
     def _unpatch(self) -> None:
         try:

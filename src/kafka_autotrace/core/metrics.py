@@ -26,6 +26,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
 from kafka_autotrace.core.budget import BudgetedHistogram
+from kafka_autotrace.core.gaps import CONSUMER_SKIPPED
 from kafka_autotrace.core.groups import GroupInstruments
 from kafka_autotrace.core.lag import CONSUMER_LAG, ConsumerLag
 from kafka_autotrace.core.memo import remember
@@ -123,6 +124,7 @@ class MessagingInstruments:
     record_age: BudgetedHistogram
     pipeline_age: BudgetedHistogram
     consumer_lag: ConsumerLag
+    skipped_messages: MessageCount
 
     def record_send(
         self, attributes: Mapping[str, AttributeValue], started: float, error_type: str | None
@@ -151,6 +153,7 @@ class MessagingInstruments:
     @classmethod
     def _create(cls, meter: Meter, histogram_budget: int) -> MessagingInstruments:
         sent, consumed, lag = MessageCount(), MessageCount(), ConsumerLag()
+        skipped = MessageCount()
 
         def seconds(name: str, description: str, buckets: Sequence[float]) -> BudgetedHistogram:
             histogram = meter.create_histogram(
@@ -180,6 +183,12 @@ class MessagingInstruments:
             description="Messages in an assigned partition not yet handed to the application.",
         )
         GroupInstruments(meter, lag)
+        meter.create_observable_counter(
+            CONSUMER_SKIPPED,
+            callbacks=[skipped.observe],
+            unit="{message}",
+            description="Messages the broker deleted before the consumer group read them.",
+        )
         return cls(
             operation_duration=seconds(
                 MESSAGING_CLIENT_OPERATION_DURATION,
@@ -204,4 +213,5 @@ class MessagingInstruments:
                 AGE_BUCKETS_S,
             ),
             consumer_lag=lag,
+            skipped_messages=skipped,
         )

@@ -83,6 +83,10 @@ class ProcessScope:
         # context that attached, which is exactly where the OpenTelemetry token may detach.
         self._marker_token = _ATTACHED_MARKER.set(True)
 
+    @property
+    def span(self) -> Span:
+        return self._span
+
     def end(self) -> None:
         if self._ended:
             return

@@ -16,6 +16,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from kafka_autotrace.core.attributes import Attributes
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.metrics import MessagingInstruments
+from kafka_autotrace.core.outcome import Transaction
 from kafka_autotrace.core.pipeline import Origin
 
 _logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class PendingSend:
         "span",
         "trace_headers",
         "tracked",
+        "transaction",
     )
 
     def __init__(
@@ -63,6 +65,8 @@ class PendingSend:
         self.trace_headers: dict[str, bytes] | None = None
         """The propagator's headers, when already computed: a tracked send's are computed from
         its span when its headers are made."""
+        self.transaction: Transaction | None = None
+        """The producer's transaction the message is sent in, which ends the span once it ends."""
 
     def __del__(self) -> None:
         """Stop counting a send the client dropped unanswered. Only the counter is touched:
@@ -93,7 +97,8 @@ class PendingSend:
                     acknowledged[MESSAGING_KAFKA_OFFSET] = offset
                 if acknowledged:
                     self.span.set_attributes(acknowledged)
-            self.span.end()
+            if self.transaction is None or not self.transaction.hold(self.span):
+                self.span.end()
             self._instruments.record_send(self._metric_attributes, self._started, None)
         except Exception:
             _logger.debug("ending a send span failed", exc_info=True)

@@ -41,6 +41,7 @@ from kafka_autotrace.core.attributes import (
     Attributes,
 )
 from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.gaps import Skipped, skipped_attributes
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.lag import LagReader
 from kafka_autotrace.core.metrics import MessagingInstruments
@@ -173,6 +174,11 @@ class KafkaTelemetry:
 
     def stop_reporting_lag(self, consumer: object) -> None:
         self._instruments.consumer_lag.forget(consumer)
+
+    def count_skipped(self, client: ClientInfo, skipped: Skipped) -> None:
+        """Count records ``client``'s group never got."""
+        attributes = skipped_attributes(skipped, client.consumer_group)
+        self._instruments.skipped_messages.add(skipped.count, attributes)
 
     def start_process(
         self,

@@ -5,7 +5,9 @@ where did the time go?". Answering it should not need Jaeger. This module turns
 :class:`~kafka_autotrace.tools.receiver.ReceivedSpan` objects into one waterfall per trace: each hop
 with its service, duration and partition/offset, the time a message waited in Kafka between
 its ``send`` and its ``process`` span, a send whose message was never processed flagged
-MISSING, and spans with status ERROR flagged as such.
+MISSING (unless its transaction aborted: ABORTED, as no committed reader ever gets it), the
+records a consumer never got before a process span, and spans with status ERROR flagged as
+such.
 
 Rendering is pure (spans in, text out; no clock, no I/O, no protobuf), so the ``view`` command,
 the demo and the tests all show exactly the same thing.
@@ -30,6 +32,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 from kafka_autotrace.core.attributes import PIPELINE_AGE_ATTRIBUTE, PIPELINE_ORIGIN
+from kafka_autotrace.core.gaps import SKIPPED_COUNT, SKIPPED_FROM
+from kafka_autotrace.core.outcome import ABORTED, TRANSACTION_OUTCOME
 
 if TYPE_CHECKING:
     from kafka_autotrace.tools.receiver import ReceivedSpan
@@ -195,6 +199,10 @@ class TraceView:
         return sum(row.span.status_code == "ERROR" for row in self.rows)
 
     @property
+    def aborted(self) -> int:
+        return sum(_is_aborted(row.span) for row in self.rows)
+
+    @property
     def pipeline_age(self) -> tuple[float, str] | None:
         """The oldest pipeline age a process span of this trace measured, with its origin:
         how long the message's pipeline had run, end to end, when its last hop began."""
@@ -232,6 +240,8 @@ class TraceView:
             header.append(f"{_seconds(age, glyphs)} since {origin} (pipeline age)")
         if self.missing:
             header.append(f"{self.missing} MISSING")
+        if self.aborted:
+            header.append(f"{self.aborted} ABORTED")
         if self.errors:
             header.append(f"{self.errors} ERROR")
         if note:
@@ -335,13 +345,20 @@ def _queue(span: ReceivedSpan, parent: ReceivedSpan | None) -> _Queue | None:
 
 
 def _is_missing(span: ReceivedSpan, consumed: Collection[str]) -> bool:
-    """A Kafka send that reached the broker (no ERROR) and that no process span continues."""
+    """A Kafka send that reached the broker (no ERROR), was not aborted with its transaction,
+    and that no process span continues."""
     return (
         span.kind == "PRODUCER"
         and _is_kafka(span)
         and span.status_code != "ERROR"
+        and not _is_aborted(span)
         and span.span_id not in consumed
     )
+
+
+def _is_aborted(span: ReceivedSpan) -> bool:
+    """A send whose transaction aborted."""
+    return span.attributes.get(TRANSACTION_OUTCOME) == ABORTED
 
 
 def _bar(row: _Row, start: int, total: int, width: int, glyphs: Glyphs) -> str:
@@ -382,8 +399,14 @@ def _details(row: _Row, glyphs: Glyphs) -> list[str]:
         details.append(f"{_seconds(pipeline_age, glyphs)} since {origin}")
     if row.orphan:
         details.append("(parent span not received)")
+    skipped = attributes.get(SKIPPED_COUNT)
+    if isinstance(skipped, int):
+        first = attributes.get(SKIPPED_FROM)
+        details.append(f"{glyphs.mark} {skipped} skipped before it (deleted, from offset {first})")
     if row.missing:
         details.append(f"{glyphs.mark} MISSING: sent, never processed")
+    if _is_aborted(row.span):
+        details.append(f"{glyphs.mark} ABORTED: its transaction aborted")
     if row.span.status_code == "ERROR":
         reason = attributes.get(ERROR_TYPE) or row.span.status_message
         details.append(f"{glyphs.mark} ERROR" + (f" {reason}" if reason else ""))

@@ -156,11 +156,20 @@ class KafkaPython(Driver):
 
     def patch_targets(self) -> tuple[list[Any], set[str]]:
         namespaces = [self.kafka.KafkaProducer, self.kafka.KafkaConsumer]
+        transactions = {  # in releases that have transactions
+            f"KafkaProducer.{name}"
+            for name in ("begin_transaction", "commit_transaction", "abort_transaction")
+            if hasattr(self.kafka.KafkaProducer, name)
+        }
         return namespaces, {
             "KafkaProducer.send",
             "KafkaConsumer.__init__",
             "KafkaConsumer.subscribe",
+            *transactions,
             "KafkaConsumer.__next__",
             "KafkaConsumer.poll",
             "KafkaConsumer.close",
+            "KafkaConsumer.seek",
+            "KafkaConsumer.seek_to_beginning",
+            "KafkaConsumer.seek_to_end",
         }

@@ -25,12 +25,15 @@ from kafka_autotrace.clients.confluent.common import (
     ConfluentSends,
     ConfluentState,
     acknowledged,
+    log_start_of,
+    look_up_committed,
     replace_classes,
 )
 from kafka_autotrace.core.adapter import UNTOUCHED
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
+from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 
 
@@ -77,6 +80,12 @@ class _Receive(ConfluentReceives):
     def librdkafka_consumer(self, consumer: Any) -> Any:
         return consumer._consumer
 
+    def log_start(self, consumer: Any, partition: Partition) -> int | None:
+        return log_start_of(consumer._consumer, partition)
+
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        look_up_committed(consumer, consumer._consumer, partition, found)
+
 
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
@@ -111,6 +120,9 @@ class _TracedAIOConsumer:
 
     async def close(self, *args: Any, **kwargs: Any) -> Any:
         return await _RECEIVE.close_async(super().close, self, args, kwargs)  # type: ignore[misc]
+
+    async def seek(self, *args: Any, **kwargs: Any) -> Any:
+        return await _RECEIVE.seek_async(super().seek, self, args, kwargs)  # type: ignore[misc]
 
 
 def patch_aio(module: ModuleType) -> None:

@@ -35,6 +35,7 @@ from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.transactions import TransactionFlow
 
 _logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class _SerializingProduce(_Produce):
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, ConfluentReceives())
+_TRANSACTIONS = TransactionFlow(_Produce())
 
 
 def _construct(base: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -126,6 +128,15 @@ class _TracedProducer:
 
     def produce(self, *args: Any, **kwargs: Any) -> Any:
         return self._sends.call(super().produce, self, args, kwargs)  # type: ignore[misc]
+
+    def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _TRANSACTIONS.begin(super().begin_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _TRANSACTIONS.commit(super().commit_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _TRANSACTIONS.abort(super().abort_transaction, self, args, kwargs)  # type: ignore[misc]
 
 
 class _TracedSerializingProducer(_TracedProducer):
@@ -156,6 +167,9 @@ class _TracedConsumer:
 
     def close(self, *args: Any, **kwargs: Any) -> Any:
         return _RECEIVE.close(super().close, self, args, kwargs)  # type: ignore[misc]
+
+    def seek(self, *args: Any, **kwargs: Any) -> Any:
+        return _RECEIVE.seek(super().seek, self, args, kwargs)  # type: ignore[misc]
 
     def __exit__(self, *args: Any) -> Any:
         return _RECEIVE.close(super().__exit__, self, args, {})  # type: ignore[misc]

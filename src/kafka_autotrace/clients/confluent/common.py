@@ -33,6 +33,7 @@ from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
 from kafka_autotrace.core.calls import Arguments
 from kafka_autotrace.core.client import ClientInfo, ClientState, keep_state, state_of
+from kafka_autotrace.core.gaps import Found, Partition, run_in_background
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note
 from kafka_autotrace.core.telemetry import TelemetrySlot
@@ -43,6 +44,10 @@ _ORIGINAL_ATTR = "_kafka_autotrace_original"
 _TIMESTAMP_NOT_AVAILABLE = 0
 _TRUE = frozenset({"true", "t", "1"})  # what librdkafka reads as a true boolean property
 _EARLIEST = frozenset({"smallest", "earliest", "beginning"})
+
+_LOOK_UP_TIMEOUT_S = 1.0
+"""The longest a look-up of ours about a consumer that may have lost records takes: closing
+the consumer waits for it."""
 
 TELEMETRY = TelemetrySlot()
 """Shared by the synchronous and asyncio classes: one instrumentor traces both."""
@@ -229,6 +234,37 @@ class ConfluentReceives(ReceiveAdapter):
 
     def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
         return noting_callbacks(arguments, note)
+
+    def log_start(self, consumer: Any, partition: Partition) -> int | None:
+        return log_start_of(consumer, partition)
+
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        look_up_committed(consumer, consumer, partition, found)
+
+
+def log_start_of(consumer: Any, partition: Partition) -> int | None:
+    """The low watermark librdkafka keeps from its fetch responses (no request)."""
+    from confluent_kafka import TopicPartition
+
+    low, _ = consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+    return low if isinstance(low, int) and low >= 0 else None
+
+
+def look_up_committed(traced: Any, consumer: Any, partition: Partition, found: Found) -> None:
+    """Ask the broker for the committed offset of ``consumer``'s group in ``partition`` from
+    a thread of ours, unless ``traced`` (the consumer, or the aio consumer that wraps it)
+    closes first; ``found`` gets it with the cached log start offset."""
+    from confluent_kafka import TopicPartition
+
+    state = state_of(traced)
+    if state is None:
+        return
+
+    def look() -> None:
+        [committed] = consumer.committed([TopicPartition(*partition)], timeout=_LOOK_UP_TIMEOUT_S)
+        found(committed.offset, log_start_of(consumer, partition))
+
+    run_in_background("committed offset look-up", lambda: state.gaps.look_up(look))
 
 
 def _committed(statistics: dict[str, Any], partition: tuple[str, int]) -> int:
