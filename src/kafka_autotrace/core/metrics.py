@@ -26,6 +26,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
 from kafka_autotrace.core.budget import BudgetedHistogram
+from kafka_autotrace.core.client_metrics import ClientMetrics
 from kafka_autotrace.core.lag import CONSUMER_LAG, ConsumerLag
 from kafka_autotrace.core.memo import remember
 from kafka_autotrace.core.sdk import is_api_meter
@@ -122,6 +123,7 @@ class MessagingInstruments:
     record_age: BudgetedHistogram
     pipeline_age: BudgetedHistogram
     consumer_lag: ConsumerLag
+    client_metrics: ClientMetrics
 
     def record_send(
         self, attributes: Mapping[str, AttributeValue], started: float, error_type: str | None
@@ -150,6 +152,8 @@ class MessagingInstruments:
     @classmethod
     def _create(cls, meter: Meter, histogram_budget: int) -> MessagingInstruments:
         sent, consumed, lag = MessageCount(), MessageCount(), ConsumerLag()
+        client_metrics = ClientMetrics()
+        client_metrics.register(meter)
 
         def seconds(name: str, description: str, buckets: Sequence[float]) -> BudgetedHistogram:
             histogram = meter.create_histogram(
@@ -202,4 +206,5 @@ class MessagingInstruments:
                 AGE_BUCKETS_S,
             ),
             consumer_lag=lag,
+            client_metrics=client_metrics,
         )

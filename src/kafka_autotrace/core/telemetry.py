@@ -41,6 +41,7 @@ from kafka_autotrace.core.attributes import (
     Attributes,
 )
 from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.client_metrics import FigureReader
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.lag import LagReader
 from kafka_autotrace.core.metrics import MessagingInstruments
@@ -163,6 +164,14 @@ class KafkaTelemetry:
         and our meter records."""
         return self.settings.client_metrics and self._sdk.meter_records()
 
+    def report_client(self, client: object, reader: FigureReader) -> None:
+        """Report ``client``'s own figures from now on, when they are bridged at all."""
+        if self.bridges_client_metrics():
+            self._instruments.client_metrics.track(client, reader)
+
+    def stop_reporting_client(self, client: object) -> None:
+        self._instruments.client_metrics.forget(client)
+
     # -- consumer ---------------------------------------------------------------------------
 
     def report_lag(self, consumer: object, state: ClientState, reader: LagReader) -> None:
@@ -174,7 +183,9 @@ class KafkaTelemetry:
             )
 
     def stop_reporting_lag(self, consumer: object) -> None:
+        """Stop reporting ``consumer``'s lag and its own figures (it closed)."""
         self._instruments.consumer_lag.forget(consumer)
+        self._instruments.client_metrics.forget(consumer)
 
     def start_process(
         self,

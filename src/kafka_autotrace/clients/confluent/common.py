@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from kafka_autotrace.clients.confluent.figures import StatisticsFigures
 from kafka_autotrace.clients.confluent.statistics import StatisticsTap, tap_statistics
 from kafka_autotrace.clients.registry import CONFLUENT_KAFKA
 from kafka_autotrace.core.adapter import ReceiveAdapter, SendAdapter
@@ -79,7 +80,13 @@ class ConfluentState(ClientState):
     """A client's state, with what its configuration says about delivery reports, which
     confluent-kafka does not expose after construction."""
 
-    __slots__ = ("default_callback", "follows_delivery", "starts_at_earliest", "statistics")
+    __slots__ = (
+        "default_callback",
+        "delivery_errors",
+        "follows_delivery",
+        "starts_at_earliest",
+        "statistics",
+    )
 
     def __init__(
         self,
@@ -98,6 +105,8 @@ class ConfluentState(ClientState):
         """Where ``auto.offset.reset`` puts a partition with no committed offset."""
         self.statistics = statistics
         """librdkafka's latest statistics for this client, None when they are not tapped."""
+        self.delivery_errors = 0
+        """Messages whose delivery report was an error (counted by our delivery callback)."""
 
 
 def tapped(
@@ -131,7 +140,7 @@ def remember(
 ) -> None:
     """Keep what tracing needs from the configuration a client was constructed with (a dict
     and/or keyword properties, merged as confluent-kafka merges them), and its statistics
-    tap."""
+    tap (whose figures are reported from now on)."""
     try:
         config: dict[str, Any] = dict(args[0]) if args and isinstance(args[0], Mapping) else {}
         config.update(kwargs)
@@ -142,16 +151,17 @@ def remember(
         )
         only_errors = str(config.get("delivery.report.only.error", "")).strip().lower()
         reset = str(config.get("auto.offset.reset", "")).strip().lower()
-        keep_state(
-            client,
-            ConfluentState(
-                info,
-                config.get("on_delivery"),
-                follows_delivery=only_errors not in _TRUE,
-                starts_at_earliest=reset in _EARLIEST,
-                statistics=statistics,
-            ),
+        state = ConfluentState(
+            info,
+            config.get("on_delivery"),
+            follows_delivery=only_errors not in _TRUE,
+            starts_at_earliest=reset in _EARLIEST,
+            statistics=statistics,
         )
+        keep_state(client, state)
+        telemetry = TELEMETRY.telemetry
+        if statistics is not None and telemetry is not None:
+            telemetry.report_client(client, StatisticsFigures(statistics, info.client_id, state))
     except Exception:
         _logger.debug("kafka-autotrace: reading a client configuration failed", exc_info=True)
 
