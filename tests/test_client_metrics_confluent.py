@@ -52,10 +52,10 @@ def _emitted(client: Any, count: int = 1) -> None:
     """Serve ``client`` until librdkafka emitted ``count`` more statistics."""
     seen: list[str] = []
     tap = _tap(client)
-    before = tap._latest  # noqa: SLF001 - the string the next one must differ from
+    before = tap._latest
 
     def served() -> bool:
-        latest = tap._latest  # noqa: SLF001
+        latest = tap._latest
         if latest is not before and (not seen or seen[-1] is not latest):
             seen.append(latest)
         return len(seen) >= count
