@@ -26,8 +26,8 @@ from kafka_autotrace.core.client_metrics import (
     CONSUMER_REQUEST_LATENCY_AVG,
     PRODUCER_BATCH_SIZE_AVG,
     PRODUCER_BUFFER_AVAILABLE_BYTES,
+    PRODUCER_QUEUE_LATENCY_AVG,
     PRODUCER_RECORD_ERROR_TOTAL,
-    PRODUCER_RECORD_QUEUE_TIME_AVG,
     PRODUCER_REQUEST_LATENCY_AVG,
     REQUEST_RETRIES,
 )
@@ -90,7 +90,7 @@ def test_a_busy_producer_reports_queue_time_batch_size_latency_and_no_retry(
     assert producer.flush(10) == 0
     figures = collect(sdk)
 
-    [queue_time] = values(figures, PRODUCER_RECORD_QUEUE_TIME_AVG, client_id="busy")
+    [queue_time] = values(figures, PRODUCER_QUEUE_LATENCY_AVG, client_id="busy")
     assert 0 < queue_time < 10_000
     [batch_size] = values(figures, PRODUCER_BATCH_SIZE_AVG, client_id="busy")
     assert len(VALUE) <= batch_size <= sent * (len(VALUE) + 100)

@@ -3,6 +3,7 @@ against a real broker."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,10 +43,12 @@ def sdk() -> Iterator[RecordingSdk]:
         yield recording
 
 
-def _produce(bootstrap: str, topic: str, **config: Any) -> Any:
+def _produce(bootstrap: str, topic: str, pace: float = 0.0, **config: Any) -> Any:
+    """SENT records, ``pace`` seconds apart, with linger.ms 20."""
     producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, **config)
     for _ in range(SENT):
         producer.send(topic, VALUE)
+        time.sleep(pace)
     producer.flush(10)
     return producer
 
@@ -54,10 +57,10 @@ def test_a_producer_reports_queue_time_batch_size_latency_and_no_retry(
     sdk: RecordingSdk, bootstrap: str
 ) -> None:
     topic = create_topic(bootstrap, unique_topic("kp-figures-producer"))
-    producer = _produce(bootstrap, topic, client_id="busy")
+    producer = _produce(bootstrap, topic, pace=0.002, client_id="busy")
     figures = collect(sdk)
     [queue_time] = values(figures, PRODUCER_RECORD_QUEUE_TIME_AVG, client_id="busy")
-    assert 0 < queue_time < 10_000
+    assert 1 <= queue_time < 10_000, "in ms: batches closed by linger.ms (20) waited for it"
     [batch_size] = values(figures, PRODUCER_BATCH_SIZE_AVG, client_id="busy")
     assert len(VALUE) <= batch_size <= SENT * (len(VALUE) + 100)
     latencies = values(figures, PRODUCER_REQUEST_LATENCY_AVG, client_id="busy")

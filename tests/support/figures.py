@@ -18,7 +18,9 @@ def collect(sdk: RecordingSdk) -> Figures:
     for resource_metrics in data.resource_metrics if data else ():
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                if metric.name.startswith(("kafka.", "kafka_autotrace.client.")):
+                if metric.name.startswith(
+                    ("kafka.", "kafka_autotrace.client.", "kafka_autotrace.producer.")
+                ):
                     figures[metric.name] = {
                         frozenset(point.attributes.items()): point.value
                         for point in metric.data.data_points

@@ -47,7 +47,8 @@ from kafka_autotrace.core.telemetry import TelemetrySlot
 # that a sum over topics does not count twice. Per-broker figures live in groups named
 # ``<kind>-node-metrics.node-<id>`` (no tag) in both versions. kafka-python keeps rates of
 # retried and failed sends, not totals: they are reported as the Java client's rates. Its
-# averages read 0 when their window (30 s by default) holds no sample.
+# averages read 0 when their window (30 s by default) holds no sample. It records the queue
+# time of a batch in seconds (though its description says ms): it is reported in ms.
 
 _BRIDGED: Mapping[tuple[str, str], str] = {
     ("producer-metrics", "record-queue-time-avg"): PRODUCER_RECORD_QUEUE_TIME_AVG,
@@ -63,6 +64,8 @@ _BRIDGED: Mapping[tuple[str, str], str] = {
     ("consumer-node-metrics", "request-latency-avg"): CONSUMER_REQUEST_LATENCY_AVG,
 }
 """(group, metric name) of each figure bridged; node groups without their ``.node-<id>``."""
+_SCALE: Mapping[str, float] = {PRODUCER_RECORD_QUEUE_TIME_AVG: 1000.0}
+"""What a figure kept in another unit than the Java client's is multiplied by."""
 _NODE = ".node-"
 
 
@@ -97,7 +100,7 @@ class RegistryFigures:
             if same and len(same[0][2]) < len(attributes):
                 same.clear()
             if not same or len(same[0][2]) == len(attributes):
-                same.append((name, float(value), attributes))
+                same.append((name, value * _SCALE.get(name, 1.0), attributes))
         return [figure for figures in found.values() for figure in figures]
 
 

@@ -21,8 +21,8 @@ from kafka_autotrace.core.client_metrics import (
     NODE_ID,
     PRODUCER_BATCH_SIZE_AVG,
     PRODUCER_BUFFER_AVAILABLE_BYTES,
+    PRODUCER_QUEUE_LATENCY_AVG,
     PRODUCER_RECORD_ERROR_TOTAL,
-    PRODUCER_RECORD_QUEUE_TIME_AVG,
     PRODUCER_REQUEST_LATENCY_AVG,
     REQUEST_RETRIES,
     Figure,
@@ -80,7 +80,7 @@ def _producer(
 ) -> Iterator[Figure]:
     queue_time = _weighted(broker.get("int_latency") for _, broker in brokers)
     if queue_time is not None:
-        yield PRODUCER_RECORD_QUEUE_TIME_AVG, queue_time / _US_PER_MS, own
+        yield PRODUCER_QUEUE_LATENCY_AVG, queue_time / _US_PER_MS, own
     topics = stats.get("topics")
     if isinstance(topics, Mapping):
         batch_size = _weighted(topic.get("batchsize") for topic in topics.values())
