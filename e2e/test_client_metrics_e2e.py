@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -24,7 +23,15 @@ from support.apps import RunningApp, start_app
 from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.processes import free_port
-from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
+from support.prometheus import (
+    PROMTOOL,
+    Prometheus,
+    Sample,
+    ensure_installed,
+    exporter_env,
+    render,
+    start_prometheus,
+)
 
 APP = Path(__file__).parent / "apps" / "client_figures.py"
 LINGER_MS = 20
@@ -40,15 +47,6 @@ UNUSED = "http://127.0.0.1:9"  # no OTLP: metrics are scraped, traces not export
 class Scraped:
     prometheus: Prometheus
     apps: dict[str, RunningApp]
-
-
-def _prometheus_exporter(port: int) -> dict[str, str]:
-    return {
-        "OTEL_METRICS_EXPORTER": "prometheus",
-        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
-        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
-        "OTEL_TRACES_EXPORTER": "none",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +70,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 str(LINGER_MS),
                 service=client,
                 endpoint=UNUSED,
-                env=_prometheus_exporter(port),
+                env=exporter_env(port),
             )
             apps[client] = running.enter_context(app)
         for app in apps.values():
@@ -178,12 +176,6 @@ def test_documented_alerting_rule_loads_and_fires_on_the_lingering_producers(
     )
 
 
-def _render(template: str, labels: dict[str, str]) -> str:
-    rendered = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m[1]], template)
-    assert "{{" not in rendered, f"a template this test cannot render: {template}"
-    return rendered
-
-
 def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:
     """promtool's rule unit tests: a producer whose records wait about linger.ms (20 ms) for
     10 minutes fires, per client, whichever figure it has (per batch, or librdkafka's per
@@ -198,7 +190,7 @@ def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:
         annotations = rule.get("annotations", {})
         return {
             "exp_labels": {**rule.get("labels", {}), **labels},
-            "exp_annotations": {key: _render(value, labels) for key, value in annotations.items()},
+            "exp_annotations": {key: render(value, labels) for key, value in annotations.items()},
         }
 
     def series(metric: str, client: str, values: str) -> dict[str, str]:

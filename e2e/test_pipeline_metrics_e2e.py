@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -25,7 +24,15 @@ from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.histograms import HistogramReceiver
 from support.processes import free_port
-from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
+from support.prometheus import (
+    PROMTOOL,
+    Prometheus,
+    Sample,
+    ensure_installed,
+    exporter_env,
+    render,
+    start_prometheus,
+)
 from support.receiving import WaitingReceiver
 
 from kafka_autotrace.core.metrics import RECORD_AGE
@@ -247,15 +254,6 @@ class Scraped:
     final_group: str
 
 
-def _prometheus_exporter(port: int) -> dict[str, str]:
-    return {
-        "OTEL_METRICS_EXPORTER": "prometheus",
-        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
-        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
-        "OTEL_TRACES_EXPORTER": "none",
-    }
-
-
 @pytest.fixture(scope="module")
 def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     """Module-scoped: a Prometheus and three apps take seconds to start, and each documented
@@ -276,7 +274,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
         def step(service: str, **options: object) -> RunningApp:
             # Nothing is exported over OTLP: metrics are scraped and traces are not exported.
-            env = _prometheus_exporter(ports[service])
+            env = exporter_env(ports[service])
             app = start_step("kafka-python", bootstrap, service, UNUSED, env, idle=True, **options)
             return running.enter_context(app)
 
@@ -402,13 +400,6 @@ def test_documented_alerting_rules_load_and_evaluate(scraped: Scraped) -> None:
     }
 
 
-def _render(template: str, labels: dict[str, str]) -> str:
-    """An annotation as Prometheus renders it; only ``{{ $labels.NAME }}`` is supported."""
-    rendered = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m[1]], template)
-    assert "{{" not in rendered, f"a template this test cannot render: {template}"
-    return rendered
-
-
 def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
     """promtool's rule unit tests, on made-up series covering the minutes a live test cannot:
     lag that keeps growing fires after 10 minutes, not before; steady lag, or lag that stopped
@@ -426,7 +417,7 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
         annotations = rule.get("annotations", {})
         return {
             "exp_labels": {**rule.get("labels", {}), **labels},
-            "exp_annotations": {key: _render(value, labels) for key, value in annotations.items()},
+            "exp_annotations": {key: render(value, labels) for key, value in annotations.items()},
         }
 
     def lag(group: str, values: str) -> dict[str, str]:

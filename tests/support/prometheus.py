@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 import urllib.error
@@ -42,6 +43,24 @@ class Sample:
 
     labels: dict[str, str]
     value: float
+
+
+def exporter_env(port: int) -> dict[str, str]:
+    """The environment of an app under ``opentelemetry-instrument`` that serves its metrics to
+    Prometheus on ``port`` and exports nothing over OTLP."""
+    return {
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+
+
+def render(template: str, labels: dict[str, str]) -> str:
+    """An alert annotation as Prometheus renders it; only ``{{ $labels.NAME }}`` is supported."""
+    rendered = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m[1]], template)
+    assert "{{" not in rendered, f"a template this test cannot render: {template}"
+    return rendered
 
 
 def ensure_installed() -> Path:
