@@ -4,6 +4,7 @@ collected, against a real broker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import confluent_kafka
 import pytest
+from contract.drivers.confluent_aio import aio_module
 from contract.drivers.confluent_kafka import unreachable
 from support.broker import create_topic, unique_topic
 from support.figures import collect, serve_until, values
@@ -228,3 +230,37 @@ def test_broken_statistics_are_skipped_and_the_next_ones_read(
         assert values(figures, PRODUCER_BUFFER_AVAILABLE_BYTES, client_id="healthy") != []
     _emitted(producer)
     assert values(collect(sdk), PRODUCER_BUFFER_AVAILABLE_BYTES, client_id="broken") != []
+
+
+def test_an_aio_consumer_is_reported_through_the_client_it_wraps(
+    sdk: RecordingSdk, bootstrap: str
+) -> None:
+    """The asyncio classes construct a Consumer of the module, so theirs is tapped too; the
+    application's stats_cb (run on its event loop by confluent-kafka) still gets the JSON."""
+    aio = aio_module()
+    if aio is None:
+        pytest.skip("this confluent-kafka has no asyncio classes")
+    own: list[str] = []
+
+    async def stats_cb(stats_json: str) -> None:  # confluent-kafka's asyncio callbacks are async
+        own.append(stats_json)
+
+    async def run() -> None:
+        consumer = aio.AIOConsumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": unique_topic("aio-figures"),
+                "client.id": "aio-reader",
+                "statistics.interval.ms": INTERVAL_MS,
+                "stats_cb": stats_cb,
+            }
+        )
+        deadline = time.monotonic() + 20
+        while len(own) < 2:
+            assert time.monotonic() < deadline, "no statistics"
+            await consumer.poll(0.1)
+        assert statistics_of(consumer._consumer) == json.loads(own[-1])
+        assert values(collect(sdk), REQUEST_RETRIES, client_id="aio-reader") != []
+        await consumer.close()
+
+    asyncio.run(run())
