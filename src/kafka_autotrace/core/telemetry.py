@@ -169,9 +169,6 @@ class KafkaTelemetry:
         if self.bridges_client_metrics():
             self._instruments.client_metrics.track(client, reader)
 
-    def stop_reporting_client(self, client: object) -> None:
-        self._instruments.client_metrics.forget(client)
-
     # -- consumer ---------------------------------------------------------------------------
 
     def report_lag(self, consumer: object, state: ClientState, reader: LagReader) -> None:
