@@ -8,9 +8,7 @@ A kafka-python app and a confluent-kafka app (``apps/client_figures.py``) each k
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,13 +22,13 @@ from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.processes import free_port
 from support.prometheus import (
-    PROMTOOL,
     Prometheus,
     Sample,
-    ensure_installed,
+    check_alerts,
     exporter_env,
-    render,
+    firing,
     start_prometheus,
+    wait_for_series,
 )
 
 APP = Path(__file__).parent / "apps" / "client_figures.py"
@@ -144,11 +142,7 @@ def test_documented_query_gives_plausible_numbers(scraped: Scraped, name: str) -
 
 @pytest.mark.parametrize("metric", documented_series(METRICS_DOC, SECTIONS))
 def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
-    names = documented_series(METRICS_DOC, SECTIONS)[metric]
-    query = f'count by (__name__) ({{__name__=~"{"|".join(names)}"}})'
-    scraped.prometheus.wait_for(
-        query, lambda got: {s.labels["__name__"] for s in got} == set(names), 30
-    )
+    wait_for_series(scraped.prometheus, documented_series(METRICS_DOC, SECTIONS)[metric], 30)
 
 
 def test_the_applications_stats_cb_still_gets_the_statistics(scraped: Scraped) -> None:
@@ -181,17 +175,8 @@ def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:
     10 minutes fires, per client, whichever figure it has (per batch, or librdkafka's per
     message, half as long); one whose batches fill before linger.ms (queue time a few ms) does
     not, nor does a lingering one before 10 minutes."""
-    ensure_installed()
     text = named_blocks(METRICS_DOC, "yaml", SECTIONS)[RULES]
-    (tmp_path / "rules.yml").write_text(text + "\n")
     [rule] = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
-
-    def firing(**labels: str) -> dict[str, Any]:
-        annotations = rule.get("annotations", {})
-        return {
-            "exp_labels": {**rule.get("labels", {}), **labels},
-            "exp_annotations": {key: render(value, labels) for key, value in annotations.items()},
-        }
 
     def series(metric: str, client: str, values: str) -> dict[str, str]:
         return {"series": f'{metric}{{job="apps",client_id="{client}"}}', "values": values}
@@ -200,38 +185,26 @@ def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:
         "kafka_producer_record_queue_time_avg",
         "kafka_autotrace_producer_queue_latency_avg",
     )
-    unit_tests = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    series(batch, "lingering", "19x30"),
-                    series(batch, "filling", "3x30"),
-                    series(message, "lingering-rd", "10x30"),
-                    series(message, "filling-rd", "2x30"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "9m", "alertname": ALERT, "exp_alerts": []},
-                    {
-                        "eval_time": "20m",
-                        "alertname": ALERT,
-                        "exp_alerts": [
-                            firing(job="apps", client_id="lingering"),
-                            firing(job="apps", client_id="lingering-rd"),
-                        ],
-                    },
-                ],
-            }
-        ],
-    }
-    (tmp_path / "tests.yml").write_text(json.dumps(unit_tests, indent=2))
-    done = subprocess.run(
-        [str(PROMTOOL), "test", "rules", "tests.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
+    check_alerts(
+        tmp_path,
+        text,
+        {
+            "input_series": [
+                series(batch, "lingering", "19x30"),
+                series(batch, "filling", "3x30"),
+                series(message, "lingering-rd", "10x30"),
+                series(message, "filling-rd", "2x30"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": ALERT, "exp_alerts": []},
+                {
+                    "eval_time": "20m",
+                    "alertname": ALERT,
+                    "exp_alerts": [
+                        firing(rule, job="apps", client_id="lingering"),
+                        firing(rule, job="apps", client_id="lingering-rd"),
+                    ],
+                },
+            ],
+        },
     )
-    assert done.returncode == 0, done.stdout + done.stderr
