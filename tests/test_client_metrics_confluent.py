@@ -133,7 +133,9 @@ def test_a_consumer_reports_records_per_fetch_and_latency_per_broker(
             "group.id": unique_topic("figures-group"),
             "client.id": "reader",
             "auto.offset.reset": "earliest",
-            "statistics.interval.ms": INTERVAL_MS,
+            # Longer than a fetch waits for data on Apache Kafka (fetch.wait.max.ms 500), so
+            # that each statistics window sees fetch responses.
+            "statistics.interval.ms": 1000,
         }
     )
     consumer.subscribe([topic])
