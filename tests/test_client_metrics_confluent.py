@@ -239,8 +239,9 @@ def test_an_aio_consumer_is_reported_through_the_client_it_wraps(
 ) -> None:
     """The asyncio classes construct a Consumer of the module, so theirs is tapped too; the
     application's stats_cb (run on its event loop by confluent-kafka) still gets the JSON."""
-    aio = aio_module()
-    if aio is None:
+    try:
+        aio = aio_module()
+    except ImportError:
         pytest.skip("this confluent-kafka has no asyncio classes")
     own: list[str] = []
 
