@@ -119,6 +119,27 @@ def test_a_failed_delivery_counts_as_a_record_error(sdk: RecordingSdk) -> None:
     assert values(collect(sdk), PRODUCER_RECORD_ERROR_TOTAL, client_id="failing") == [2]
 
 
+def test_without_every_delivery_report_failures_are_not_claimed_counted(
+    sdk: RecordingSdk,
+) -> None:
+    """With only errors reported, our delivery callback is not passed: no error total then,
+    rather than a 0 that would say nothing failed."""
+    producer = confluent_kafka.Producer(
+        {
+            **unreachable(),
+            "client.id": "only-errors",
+            "delivery.report.only.error": True,
+            "statistics.interval.ms": INTERVAL_MS,
+        }
+    )
+    producer.produce("nowhere", b"lost")
+    producer.flush(5)
+    _emitted(producer)
+    figures = collect(sdk)
+    assert values(figures, PRODUCER_BUFFER_AVAILABLE_BYTES, client_id="only-errors") != []
+    assert values(figures, PRODUCER_RECORD_ERROR_TOTAL, client_id="only-errors") == []
+
+
 def test_a_consumer_reports_records_per_fetch_and_latency_per_broker(
     sdk: RecordingSdk, bootstrap: str
 ) -> None:

@@ -35,6 +35,10 @@ _FETCH = "Fetch"
 class DeliveryErrors(Protocol):
     delivery_errors: int
     """Messages whose delivery report was an error."""
+    follows_delivery: bool
+    """Whether our delivery callback sees every report (not with only errors reported)."""
+    delegated: bool
+    """Whether another client (an asyncio one) sends through this one, past our callback."""
 
 
 class StatisticsFigures:
@@ -57,7 +61,9 @@ class StatisticsFigures:
         figures: list[Figure] = []
         if stats.get("type") == "producer":
             latency = PRODUCER_REQUEST_LATENCY_AVG
-            figures.extend(_producer(stats, brokers, own, self._errors.delivery_errors))
+            errors = self._errors
+            counted = errors.follows_delivery and not errors.delegated
+            figures.extend(_producer(stats, brokers, own, errors.delivery_errors, counted))
         else:
             latency = CONSUMER_REQUEST_LATENCY_AVG
             per_request = _records_per_fetch(stats, self._tap.earlier())
@@ -77,6 +83,7 @@ def _producer(
     brokers: list[tuple[str, Mapping[str, Any]]],
     own: Mapping[str, str],
     delivery_errors: int,
+    errors_counted: bool,
 ) -> Iterator[Figure]:
     queue_time = _weighted(broker.get("int_latency") for _, broker in brokers)
     if queue_time is not None:
@@ -89,7 +96,8 @@ def _producer(
     limit, used = stats.get("msg_size_max"), stats.get("msg_size")
     if isinstance(limit, int) and isinstance(used, int):
         yield PRODUCER_BUFFER_AVAILABLE_BYTES, float(max(0, limit - used)), own
-    yield PRODUCER_RECORD_ERROR_TOTAL, float(delivery_errors), own
+    if errors_counted:
+        yield PRODUCER_RECORD_ERROR_TOTAL, float(delivery_errors), own
 
 
 def _records_per_fetch(
