@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,7 +23,15 @@ from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.histograms import HistogramReceiver
 from support.processes import free_port
-from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
+from support.prometheus import (
+    Prometheus,
+    Sample,
+    check_alerts,
+    exporter_env,
+    firing,
+    start_prometheus,
+    wait_for_series,
+)
 from support.receiving import WaitingReceiver
 
 from kafka_autotrace.core.metrics import RECORD_AGE
@@ -247,15 +253,6 @@ class Scraped:
     final_group: str
 
 
-def _prometheus_exporter(port: int) -> dict[str, str]:
-    return {
-        "OTEL_METRICS_EXPORTER": "prometheus",
-        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
-        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
-        "OTEL_TRACES_EXPORTER": "none",
-    }
-
-
 @pytest.fixture(scope="module")
 def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     """Module-scoped: a Prometheus and three apps take seconds to start, and each documented
@@ -276,7 +273,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
         def step(service: str, **options: object) -> RunningApp:
             # Nothing is exported over OTLP: metrics are scraped and traces are not exported.
-            env = _prometheus_exporter(ports[service])
+            env = exporter_env(ports[service])
             app = start_step("kafka-python", bootstrap, service, UNUSED, env, idle=True, **options)
             return running.enter_context(app)
 
@@ -384,11 +381,7 @@ def test_documented_query_gives_the_right_numbers(scraped: Scraped, name: str) -
 @pytest.mark.parametrize("metric", documented_series(METRICS_DOC, SECTIONS))
 def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
     """The names in the docs' table are what users search for: each must be scraped."""
-    names = documented_series(METRICS_DOC, SECTIONS)[metric]
-    query = f'count by (__name__) ({{__name__=~"{"|".join(names)}"}})'
-    scraped.prometheus.wait_for(
-        query, lambda got: {s.labels["__name__"] for s in got} == set(names)
-    )
+    wait_for_series(scraped.prometheus, documented_series(METRICS_DOC, SECTIONS)[metric])
 
 
 def test_documented_alerting_rules_load_and_evaluate(scraped: Scraped) -> None:
@@ -402,32 +395,15 @@ def test_documented_alerting_rules_load_and_evaluate(scraped: Scraped) -> None:
     }
 
 
-def _render(template: str, labels: dict[str, str]) -> str:
-    """An annotation as Prometheus renders it; only ``{{ $labels.NAME }}`` is supported."""
-    rendered = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m[1]], template)
-    assert "{{" not in rendered, f"a template this test cannot render: {template}"
-    return rendered
-
-
 def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
     """promtool's rule unit tests, on made-up series covering the minutes a live test cannot:
     lag that keeps growing fires after 10 minutes, not before; steady lag, or lag that stopped
     growing, does not; an origin whose records are 1 to 5 minutes old fires after 5 minutes,
     one whose records are under a second old does not."""
-    ensure_installed()
     text = named_blocks(METRICS_DOC, "yaml", SECTIONS)["Alerting rules"]
-    (tmp_path / "rules.yml").write_text(text + "\n")
     rules = {
         rule["alert"]: rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]
     }
-
-    def firing(alert: str, **labels: str) -> dict[str, Any]:
-        rule = rules[alert]
-        annotations = rule.get("annotations", {})
-        return {
-            "exp_labels": {**rule.get("labels", {}), **labels},
-            "exp_annotations": {key: _render(value, labels) for key, value in annotations.items()},
-        }
 
     def lag(group: str, values: str) -> dict[str, str]:
         labels = f'messaging_consumer_group_name="{group}",messaging_destination_name="orders"'
@@ -446,44 +422,34 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
         ]
 
     lag_alert, age_alert = "KafkaConsumerLagGrowing", "KafkaPipelineAgeHigh"
-    unit_tests = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    lag("falling-behind", "0+10x40"),
-                    lag("steady", "5x40"),
-                    lag("caught-up", "0+10x10 100x30"),
-                    *ages("slow", "300"),
-                    *ages("fast", "1"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "9m", "alertname": lag_alert, "exp_alerts": []},
-                    {
-                        "eval_time": "20m",
-                        "alertname": lag_alert,
-                        "exp_alerts": [
-                            firing(lag_alert, messaging_consumer_group_name="falling-behind")
-                        ],
-                    },
-                    {"eval_time": "4m", "alertname": age_alert, "exp_alerts": []},
-                    {
-                        "eval_time": "20m",
-                        "alertname": age_alert,
-                        "exp_alerts": [firing(age_alert, kafka_autotrace_pipeline_origin="slow")],
-                    },
-                ],
-            }
-        ],
-    }
-    (tmp_path / "tests.yml").write_text(json.dumps(unit_tests, indent=2))  # JSON is YAML too
-    done = subprocess.run(
-        [str(PROMTOOL), "test", "rules", "tests.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
+    check_alerts(
+        tmp_path,
+        text,
+        {
+            "input_series": [
+                lag("falling-behind", "0+10x40"),
+                lag("steady", "5x40"),
+                lag("caught-up", "0+10x10 100x30"),
+                *ages("slow", "300"),
+                *ages("fast", "1"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": lag_alert, "exp_alerts": []},
+                {
+                    "eval_time": "20m",
+                    "alertname": lag_alert,
+                    "exp_alerts": [
+                        firing(rules[lag_alert], messaging_consumer_group_name="falling-behind")
+                    ],
+                },
+                {"eval_time": "4m", "alertname": age_alert, "exp_alerts": []},
+                {
+                    "eval_time": "20m",
+                    "alertname": age_alert,
+                    "exp_alerts": [
+                        firing(rules[age_alert], kafka_autotrace_pipeline_origin="slow")
+                    ],
+                },
+            ],
+        },
     )
-    assert done.returncode == 0, done.stdout + done.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 import urllib.error
@@ -42,6 +43,65 @@ class Sample:
 
     labels: dict[str, str]
     value: float
+
+
+def exporter_env(port: int) -> dict[str, str]:
+    """The environment of an app under ``opentelemetry-instrument`` that serves its metrics to
+    Prometheus on ``port`` and exports nothing over OTLP."""
+    return {
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+
+
+def firing(rule: dict[str, Any], **labels: str) -> dict[str, Any]:
+    """One alert of ``rule`` (as the rules file has it) as promtool expects it to fire with
+    ``labels``: the rule's own labels added, its annotations rendered."""
+    annotations = rule.get("annotations", {})
+    return {
+        "exp_labels": {**rule.get("labels", {}), **labels},
+        "exp_annotations": {key: render(value, labels) for key, value in annotations.items()},
+    }
+
+
+def render(template: str, labels: dict[str, str]) -> str:
+    """An alert annotation as Prometheus renders it; only ``{{ $labels.NAME }}`` is supported."""
+    rendered = re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels[m[1]], template)
+    assert "{{" not in rendered, f"a template this test cannot render: {template}"
+    return rendered
+
+
+def wait_for_series(prometheus: Prometheus, names: Sequence[str], timeout: float = 20.0) -> None:
+    """Wait until ``prometheus`` has scraped each of the series ``names``, and only those of
+    the names matched."""
+    query = f'count by (__name__) ({{__name__=~"{"|".join(names)}"}})'
+    prometheus.wait_for(
+        query, lambda got: {sample.labels["__name__"] for sample in got} == set(names), timeout
+    )
+
+
+def check_alerts(directory: Path, rules: str, alert_tests: dict[str, Any]) -> None:
+    """promtool's rule unit tests: ``alert_tests`` (one entry of its ``tests``, without
+    ``interval``: 1m) run on the rules of the YAML text ``rules``, in ``directory``; raises
+    AssertionError with promtool's output when one fails."""
+    ensure_installed()
+    (directory / "rules.yml").write_text(rules + "\n")
+    unit_tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", **alert_tests}],
+    }
+    (directory / "tests.yml").write_text(json.dumps(unit_tests, indent=2))  # JSON is YAML too
+    done = subprocess.run(
+        [str(PROMTOOL), "test", "rules", "tests.yml"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def ensure_installed() -> Path:

@@ -159,7 +159,7 @@ def _position(consumer: Any, partition: Any) -> int | None:
 
 TELEMETRY = TelemetrySlot()
 _SEND = SendFlow(TELEMETRY, _Send())
-_TRANSACTIONS = TransactionFlow(_Send())
+_TRANSACTIONS = TransactionFlow(TELEMETRY, _Send())
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
 

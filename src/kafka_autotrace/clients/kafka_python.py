@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from kafka_autotrace.clients.registry import KAFKA_PYTHON
@@ -17,6 +17,22 @@ from kafka_autotrace.core.adapter import (
 )
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.client_metrics import (
+    CLIENT_ID,
+    CONSUMER_COMMIT_LATENCY_AVG,
+    CONSUMER_FETCH_LATENCY_AVG,
+    CONSUMER_RECORDS_PER_REQUEST_AVG,
+    CONSUMER_REQUEST_LATENCY_AVG,
+    NODE_ID,
+    PRODUCER_BATCH_SIZE_AVG,
+    PRODUCER_RECORD_ERROR_RATE,
+    PRODUCER_RECORD_QUEUE_TIME_AVG,
+    PRODUCER_RECORD_RETRY_RATE,
+    PRODUCER_REQUEST_LATENCY_AVG,
+    TOPIC,
+    Figure,
+    FigureReader,
+)
 from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.lag import Lag
@@ -26,8 +42,82 @@ from kafka_autotrace.core.sending import PendingSend
 from kafka_autotrace.core.telemetry import TelemetrySlot
 from kafka_autotrace.core.transactions import TransactionFlow
 
+# -- its own figures, from its metrics registry (``client.metrics(raw=True)``, the same in
+# 2.0.2 and 3.x), read when metrics are exported. kafka-python ported the Java client's
+# metrics, so names and meanings are the Java client's. A figure kept per client and per topic
+# (``records-per-request-avg``) is reported per topic only, as the Java agent's bridge does, so
+# that a sum over topics does not count twice. Per-broker figures live in groups named
+# ``<kind>-node-metrics.node-<id>`` (no tag) in both versions. kafka-python keeps rates of
+# retried and failed sends, not totals: they are reported as the Java client's rates. Its
+# averages read 0 when their window (30 s by default) holds no sample. It records the queue
+# time of a batch in seconds (though its description says ms): it is reported in ms.
+
+_BRIDGED: Mapping[tuple[str, str], str] = {
+    ("producer-metrics", "record-queue-time-avg"): PRODUCER_RECORD_QUEUE_TIME_AVG,
+    ("producer-metrics", "batch-size-avg"): PRODUCER_BATCH_SIZE_AVG,
+    ("producer-metrics", "record-retry-rate"): PRODUCER_RECORD_RETRY_RATE,
+    ("producer-metrics", "record-error-rate"): PRODUCER_RECORD_ERROR_RATE,
+    ("producer-node-metrics", "request-latency-avg"): PRODUCER_REQUEST_LATENCY_AVG,
+    ("consumer-fetch-manager-metrics", "fetch-latency-avg"): CONSUMER_FETCH_LATENCY_AVG,
+    ("consumer-fetch-manager-metrics", "records-per-request-avg"): (
+        CONSUMER_RECORDS_PER_REQUEST_AVG
+    ),
+    ("consumer-coordinator-metrics", "commit-latency-avg"): CONSUMER_COMMIT_LATENCY_AVG,
+    ("consumer-node-metrics", "request-latency-avg"): CONSUMER_REQUEST_LATENCY_AVG,
+}
+"""(group, metric name) of each figure bridged; node groups without their ``.node-<id>``."""
+_SCALE: Mapping[str, float] = {PRODUCER_RECORD_QUEUE_TIME_AVG: 1000.0}
+"""What a figure kept in another unit than the Java client's is multiplied by."""
+_NODE = ".node-"
+
+
+class RegistryFigures:
+    """Reads a kafka-python producer's or consumer's figures from its metrics registry."""
+
+    def figures(self, client: Any) -> Iterable[Figure]:
+        if getattr(client, "_closed", False):
+            return ()
+        registry = client.metrics(raw=True)  # None with metrics_enabled=False (3.x)
+        if not registry:
+            return ()
+        config = getattr(client, "config", {})
+        own_id = str(config.get("client_id", ""))
+        # Per instrument, the figures with the most attributes (per topic over per client).
+        found: dict[str, list[Figure]] = {}
+        for metric_name, metric in registry.items():
+            group, node = _split_node(str(metric_name.group))
+            name = _BRIDGED.get((group, metric_name.name))
+            if name is None:
+                continue
+            tags = metric_name.tags or {}
+            attributes = {CLIENT_ID: str(tags.get("client-id", own_id))}
+            if "topic" in tags:
+                attributes[TOPIC] = str(tags["topic"])
+            if node is not None:
+                attributes[NODE_ID] = node
+            value = metric.value()
+            if not isinstance(value, (int, float)):
+                continue
+            same = found.setdefault(name, [])
+            if same and len(same[0][2]) < len(attributes):
+                same.clear()
+            if not same or len(same[0][2]) == len(attributes):
+                same.append((name, value * _SCALE.get(name, 1.0), attributes))
+        return [figure for figures in found.values() for figure in figures]
+
+
+def _split_node(group: str) -> tuple[str, str | None]:
+    """``producer-node-metrics.node-1`` as ``("producer-node-metrics", "node-1")``; None for
+    a bootstrap connection (a negative id) and groups of no broker."""
+    base, separator, node = group.partition(_NODE)
+    if not separator:
+        return group, None
+    return base, f"node-{node}" if node.isdigit() else None
+
 
 class _Clients:
+    figures: FigureReader | None = RegistryFigures()
+
     def describe(self, client: Any) -> ClientState:
         """A KafkaProducer's or KafkaConsumer's state, from the config it keeps."""
         config = getattr(client, "config", {})
@@ -133,7 +223,7 @@ def _highwater_of(partition_data: Any) -> object:
 
 TELEMETRY = TelemetrySlot()
 _SEND = SendFlow(TELEMETRY, _Send())
-_TRANSACTIONS = TransactionFlow(_Send())
+_TRANSACTIONS = TransactionFlow(TELEMETRY, _Send())
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive(), suppress_nested=True)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
+from kafka_autotrace.core.client_metrics import FigureReader
 from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note
@@ -73,6 +74,10 @@ class AttributeRecordGetter:
 
 
 class _ClientAdapter:
+    figures: FigureReader | None = None
+    """How the clients described here tell their own statistics (reported from their first
+    traced call on), None when they are reported otherwise or not at all."""
+
     def describe(self, client: Any) -> ClientState | None:
         """The state of a client seen for the first time; None (the default) leaves it alone,
         for libraries whose clients are described when constructed."""

@@ -28,10 +28,12 @@ CLOSING_WAIT_S = 2.0
 """How long closing a consumer waits for a request of ours about it to finish."""
 
 
-def _traced_state(client: object, adapter: SendAdapter | ReceiveAdapter) -> ClientState | None:
-    """The state of a client whose call is to be traced, made on its first call; None for a
-    call nested in a traced one, and for a client to leave alone or traced by another. The
-    one guard of every flow."""
+def traced_state(
+    client: object, adapter: SendAdapter | ReceiveAdapter, slot: TelemetrySlot
+) -> ClientState | None:
+    """The state of a client whose call is to be traced, made on its first call (when its own
+    statistics start being reported); None for a call nested in a traced one, and for a client
+    to leave alone or traced by another. The one guard of every flow."""
     if is_suppressed():
         return None
     state = state_of(client)
@@ -41,6 +43,9 @@ def _traced_state(client: object, adapter: SendAdapter | ReceiveAdapter) -> Clie
             if state is None:
                 return None
             keep_state(client, state)
+            telemetry = slot.telemetry
+            if adapter.figures is not None and telemetry is not None:
+                telemetry.report_client(client, adapter.figures)
         except Exception:
             _logger.debug("kafka-autotrace: reading a client failed", exc_info=True)
             return None
@@ -86,7 +91,7 @@ class SendFlow:
             return None
         adapter = self._adapter
         try:
-            state = _traced_state(client, adapter)
+            state = traced_state(client, adapter, self._slot)
             if state is None:
                 return None
             topic, key, value, partition, headers = adapter.shape.message(args, kwargs)
@@ -186,7 +191,7 @@ class ReceiveFlow:
     def _begin(self, client: object) -> ClientState | None:
         """The state of a consumer whose call is to be traced, after ending the process span
         of the record it returned before; its lag is reported from its first call on."""
-        state = _traced_state(client, self._adapter)
+        state = traced_state(client, self._adapter, self._slot)
         if state is None:
             return None
         state.scopes.finish()
@@ -211,7 +216,7 @@ class ReceiveFlow:
     def _noting(self, client: object) -> Callable[[str, Any], None] | None:
         """What notes the group changes of ``client``, whose metrics are reported from then
         on; None for a consumer not traced."""
-        state = _traced_state(client, self._adapter)
+        state = traced_state(client, self._adapter, self._slot)
         telemetry = self._slot.telemetry
         if state is None or telemetry is None:
             return None
@@ -264,7 +269,7 @@ class ReceiveFlow:
 
     def _closing(self, client: object) -> None:
         """End the open process span of a consumer that closes, and stop reporting its lag."""
-        state = _traced_state(client, self._adapter)
+        state = traced_state(client, self._adapter, self._slot)
         if state is None:
             return
         state.scopes.finish()

@@ -26,6 +26,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
 from kafka_autotrace.core.budget import BudgetedHistogram
+from kafka_autotrace.core.client_metrics import ClientMetrics
 from kafka_autotrace.core.gaps import CONSUMER_SKIPPED
 from kafka_autotrace.core.groups import GroupInstruments
 from kafka_autotrace.core.lag import CONSUMER_LAG, ConsumerLag
@@ -125,6 +126,7 @@ class MessagingInstruments:
     pipeline_age: BudgetedHistogram
     consumer_lag: ConsumerLag
     skipped_messages: MessageCount
+    client_metrics: ClientMetrics
 
     def record_send(
         self, attributes: Mapping[str, AttributeValue], started: float, error_type: str | None
@@ -154,6 +156,8 @@ class MessagingInstruments:
     def _create(cls, meter: Meter, histogram_budget: int) -> MessagingInstruments:
         sent, consumed, lag = MessageCount(), MessageCount(), ConsumerLag()
         skipped = MessageCount()
+        client_metrics = ClientMetrics()
+        client_metrics.register(meter)
 
         def seconds(name: str, description: str, buckets: Sequence[float]) -> BudgetedHistogram:
             histogram = meter.create_histogram(
@@ -214,4 +218,5 @@ class MessagingInstruments:
             ),
             consumer_lag=lag,
             skipped_messages=skipped,
+            client_metrics=client_metrics,
         )

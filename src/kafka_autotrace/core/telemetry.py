@@ -41,6 +41,7 @@ from kafka_autotrace.core.attributes import (
     Attributes,
 )
 from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.client_metrics import FigureReader
 from kafka_autotrace.core.gaps import Skipped, skipped_attributes
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.lag import LagReader
@@ -164,6 +165,11 @@ class KafkaTelemetry:
         and our meter records."""
         return self.settings.client_metrics and self._sdk.meter_records()
 
+    def report_client(self, client: object, reader: FigureReader) -> None:
+        """Report ``client``'s own figures from now on, when they are bridged at all."""
+        if self.bridges_client_metrics():
+            self._instruments.client_metrics.track(client, reader)
+
     # -- consumer ---------------------------------------------------------------------------
 
     def report_lag(self, consumer: object, state: ClientState, reader: LagReader) -> None:
@@ -173,7 +179,9 @@ class KafkaTelemetry:
             self._instruments.consumer_lag.track(consumer, state, reader)
 
     def stop_reporting_lag(self, consumer: object) -> None:
+        """Stop reporting ``consumer``'s lag and its own figures (it closed)."""
         self._instruments.consumer_lag.forget(consumer)
+        self._instruments.client_metrics.forget(consumer)
 
     def count_skipped(self, client: ClientInfo, skipped: Skipped) -> None:
         """Count records ``client``'s group never got."""

@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 from kafka_autotrace.core.adapter import SendAdapter
 from kafka_autotrace.core.client import ClientState, state_of
-from kafka_autotrace.core.flows import _traced_state
+from kafka_autotrace.core.flows import traced_state
 from kafka_autotrace.core.outcome import ABORTED, COMMITTED, Transaction
+from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class TransactionFlow:
 
     __slots__ = (
         "_adapter",
+        "_slot",
         "abort",
         "abort_async",
         "begin",
@@ -33,7 +35,8 @@ class TransactionFlow:
         "commit_async",
     )
 
-    def __init__(self, adapter: SendAdapter) -> None:
+    def __init__(self, slot: TelemetrySlot, adapter: SendAdapter) -> None:
+        self._slot = slot
         self._adapter = adapter
         self.begin, self.begin_async = _after(self._began)
         self.commit, self.commit_async = _after(lambda client: _ended(client, COMMITTED))
@@ -41,7 +44,7 @@ class TransactionFlow:
 
     def _began(self, client: object) -> None:
         try:
-            state = _traced_state(client, self._adapter)
+            state = traced_state(client, self._adapter, self._slot)
             if state is not None:
                 _end_open(state, None)
                 state.transaction = Transaction()

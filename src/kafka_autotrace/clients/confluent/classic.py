@@ -40,12 +40,21 @@ from kafka_autotrace.core.transactions import TransactionFlow
 _logger = logging.getLogger(__name__)
 
 
-def _delivered(failed: Any, pending: PendingSend, callback: Any, error: Any, message: Any) -> Any:
-    """Our per-message delivery callback: end the span, then call the application's."""
+def _delivered(
+    failed: Any,
+    pending: PendingSend,
+    state: ConfluentState,
+    callback: Any,
+    error: Any,
+    message: Any,
+) -> Any:
+    """Our per-message delivery callback: end the span (counting a failed delivery), then call
+    the application's."""
     try:
         if error is None:
             pending.succeed(*acknowledged(message))
         else:
+            state.delivery_errors += 1
             from confluent_kafka import KafkaException
 
             failed(pending, KafkaException(error))
@@ -90,7 +99,7 @@ class _Produce(ConfluentSends):
         if callback is not None and not callable(callback):
             return None
         return shape.replace(
-            args, kwargs, name, partial(_delivered, self.failed, pending, callback)
+            args, kwargs, name, partial(_delivered, self.failed, pending, state, callback)
         )
 
 
@@ -102,17 +111,20 @@ class _SerializingProduce(_Produce):
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, ConfluentReceives())
-_TRANSACTIONS = TransactionFlow(_Produce())
+_TRANSACTIONS = TransactionFlow(TELEMETRY, _Produce())
 
 
-def _construct(base: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Call the C type's ``__init__`` as the application called ours: with no keywords when it
-    passed none, because librdkafka's binding tells "no configuration" (a TypeError) from an
-    empty keyword dict (a client with default settings)."""
-    if kwargs:
-        base.__init__(*args, **kwargs)
+def _construct(client: Any, base: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Call the C type's ``__init__`` as the application called ours (with our statistics tap
+    when the clients' statistics are bridged), then keep what tracing needs: with no keywords
+    when it passed none, because librdkafka's binding tells "no configuration" (a TypeError)
+    from an empty keyword dict (a client with default settings)."""
+    tapped_args, tapped_kwargs, statistics = tapped(args, kwargs)
+    if tapped_kwargs:
+        base.__init__(*tapped_args, **tapped_kwargs)
     else:
-        base.__init__(*args)
+        base.__init__(*tapped_args)
+    remember(client, args, kwargs, statistics)
 
 
 class _TracedProducer:
@@ -122,9 +134,7 @@ class _TracedProducer:
     _sends: ClassVar[SendFlow] = SendFlow(TELEMETRY, _Produce())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        tapped_args, tapped_kwargs, statistics = tapped(args, kwargs)
-        _construct(super(), tapped_args, tapped_kwargs)
-        remember(self, args, kwargs, statistics)
+        _construct(self, super(), args, kwargs)
 
     def produce(self, *args: Any, **kwargs: Any) -> Any:
         return self._sends.call(super().produce, self, args, kwargs)  # type: ignore[misc]
@@ -152,9 +162,7 @@ class _TracedConsumer:
     __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        tapped_args, tapped_kwargs, statistics = tapped(args, kwargs)
-        _construct(super(), tapped_args, tapped_kwargs)
-        remember(self, args, kwargs, statistics)
+        _construct(self, super(), args, kwargs)
 
     def subscribe(self, *args: Any, **kwargs: Any) -> Any:
         return _RECEIVE.subscribe(super().subscribe, self, args, kwargs)  # type: ignore[misc]

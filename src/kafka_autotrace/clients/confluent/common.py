@@ -21,6 +21,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
+from kafka_autotrace.clients.confluent.figures import StatisticsFigures
 from kafka_autotrace.clients.confluent.positions import (
     ConsumerView,
     lag_of,
@@ -95,6 +96,7 @@ class ConfluentState(ClientState):
     __slots__ = (
         "assignment",
         "default_callback",
+        "delivery_errors",
         "follows_delivery",
         "idle_read",
         "starts_at_earliest",
@@ -121,6 +123,8 @@ class ConfluentState(ClientState):
         """librdkafka's latest statistics for this client, None when they are not tapped."""
         self.view = ConsumerView()
         """What the lag gauge reads of a consumer."""
+        self.delivery_errors = 0
+        """Messages whose delivery report was an error (counted by our delivery callback)."""
 
 
 def tapped(
@@ -154,7 +158,7 @@ def remember(
 ) -> None:
     """Keep what tracing needs from the configuration a client was constructed with (a dict
     and/or keyword properties, merged as confluent-kafka merges them), and its statistics
-    tap."""
+    tap (whose figures are reported from now on)."""
     try:
         config: dict[str, Any] = dict(args[0]) if args and isinstance(args[0], Mapping) else {}
         config.update(kwargs)
@@ -165,16 +169,17 @@ def remember(
         )
         only_errors = str(config.get("delivery.report.only.error", "")).strip().lower()
         reset = str(config.get("auto.offset.reset", "")).strip().lower()
-        keep_state(
-            client,
-            ConfluentState(
-                info,
-                config.get("on_delivery"),
-                follows_delivery=only_errors not in _TRUE,
-                starts_at_earliest=reset in _EARLIEST,
-                statistics=statistics,
-            ),
+        state = ConfluentState(
+            info,
+            config.get("on_delivery"),
+            follows_delivery=only_errors not in _TRUE,
+            starts_at_earliest=reset in _EARLIEST,
+            statistics=statistics,
         )
+        keep_state(client, state)
+        telemetry = TELEMETRY.telemetry
+        if statistics is not None and telemetry is not None:
+            telemetry.report_client(client, StatisticsFigures(statistics, info.client_id, state))
     except Exception:
         _logger.debug("kafka-autotrace: reading a client configuration failed", exc_info=True)
 

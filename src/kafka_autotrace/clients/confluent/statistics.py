@@ -38,7 +38,7 @@ docs/performance.md)."""
 class StatisticsTap:
     """One client's ``stats_cb``: keeps the latest statistics JSON, calls the application's."""
 
-    __slots__ = ("_chained", "_latest", "_parsed", "_parsed_from")
+    __slots__ = ("_chained", "_earlier", "_good", "_latest", "_parsed", "_parsed_from")
 
     def __init__(self, chained: Any = None) -> None:
         self._chained = chained
@@ -46,6 +46,9 @@ class StatisticsTap:
         self._latest: str | None = None
         self._parsed_from: str | None = None
         self._parsed: dict[str, Any] | None = None
+        self._good: dict[str, Any] | None = None
+        """The last statistics that parsed."""
+        self._earlier: dict[str, Any] | None = None
 
     def __call__(self, stats_json: str) -> Any:
         self._latest = stats_json
@@ -66,8 +69,15 @@ class StatisticsTap:
                 parsed = value if isinstance(value, dict) else None
             except (TypeError, ValueError):
                 _logger.debug("kafka-autotrace: unreadable librdkafka statistics", exc_info=True)
+            if parsed is not None:
+                self._earlier, self._good = self._good, parsed
             self._parsed, self._parsed_from = parsed, latest
         return self._parsed
+
+    def earlier(self) -> dict[str, Any] | None:
+        """The good statistics :meth:`latest` parsed before the last good ones (the window of
+        figures computed from two readings: as long as the export interval, or longer)."""
+        return self._earlier
 
 
 def tap_statistics(
