@@ -43,20 +43,20 @@ class _PresetTraceIds:
     recording span with. Installed on our own tracer only."""
 
     def __init__(self, generator: Any) -> None:
-        self._generator = generator
+        self.generator = generator
         self._preset = threading.local()
 
     def generate_span_id(self) -> int:
-        return int(self._generator.generate_span_id())
+        return int(self.generator.generate_span_id())
 
     def generate_trace_id(self) -> int:
         preset: int | None = self._preset.__dict__.pop("trace_id", None)
         if preset is not None:
             return preset
-        return int(self._generator.generate_trace_id())
+        return int(self.generator.generate_trace_id())
 
     def is_trace_id_random(self) -> bool:
-        return bool(self._generator.is_trace_id_random())
+        return bool(self.generator.is_trace_id_random())
 
     def preset(self, trace_id: int) -> None:
         self._preset.trace_id = trace_id
@@ -66,7 +66,16 @@ class _Plan:
     """What the SDK would decide without building a span: how a parent's flags and a trace id
     decide, and how a dropped span's ids and flags are made."""
 
-    __slots__ = ("bound", "ids", "parent_based", "random_flags", "root_flags", "sampler")
+    __slots__ = (
+        "bound",
+        "new_span_id",
+        "new_trace_id",
+        "parent_based",
+        "preset",
+        "random_bit",
+        "root_flags",
+        "sampler",
+    )
 
     def __init__(
         self, sampler: object, parent_based: bool, bound: int, ids: _PresetTraceIds, random: bool
@@ -74,11 +83,16 @@ class _Plan:
         self.sampler = sampler
         self.parent_based = parent_based
         self.bound = bound
-        self.ids = ids
-        self.random_flags = random
+        # The provider's own generator, called directly: the preset is for the SDK alone.
+        self.new_span_id = ids.generator.generate_span_id
+        self.new_trace_id = ids.generator.generate_trace_id
+        self.preset = ids.preset
+        # Where the SDK carries the random-trace-id flag (newer SDKs), a dropped child keeps
+        # its parent's and a dropped root has it when the generator says its ids are random.
+        self.random_bit = _random_flag() if random else 0
         flags = TraceFlags.DEFAULT
         if random and ids.is_trace_id_random():
-            flags |= _random_flag()
+            flags |= self.random_bit
         self.root_flags = TraceFlags(flags)
 
 
@@ -103,7 +117,11 @@ class SpanStarter:
     ) -> Span:
         plan = self._plan
         tracer: Any = self._tracer
-        if plan is None or tracer.sampler is not plan.sampler or not _enabled(tracer):
+        if (
+            plan is None
+            or tracer.sampler is not plan.sampler
+            or not getattr(tracer, "_tracer_config", _ENABLED).is_enabled
+        ):
             return self._tracer.start_span(name, context, kind, attributes, links, start_time)
         parent = get_current_span(context).get_span_context()
         if parent.is_valid:
@@ -114,21 +132,21 @@ class SpanStarter:
                 else trace_id & _TRACE_ID_LIMIT < plan.bound
             ):
                 return self._tracer.start_span(name, context, kind, attributes, links, start_time)
-            flags = _dropped_under(parent.trace_flags) if plan.random_flags else _DROPPED
+            flags = _DROPPED_RANDOM if parent.trace_flags & plan.random_bit else _DROPPED
             trace_state = parent.trace_state
         else:
             if plan.bound == _ALWAYS:
                 return self._tracer.start_span(name, context, kind, attributes, links, start_time)
-            trace_id = plan.ids.generate_trace_id()
+            trace_id = plan.new_trace_id()
             if trace_id & _TRACE_ID_LIMIT < plan.bound:
-                plan.ids.preset(trace_id)
+                plan.preset(trace_id)
                 return self._tracer.start_span(name, context, kind, attributes, links, start_time)
             flags = plan.root_flags
             trace_state = None
         return NonRecordingSpan(
             SpanContext(
                 trace_id,
-                plan.ids.generate_span_id(),
+                plan.new_span_id(),
                 is_remote=False,
                 trace_flags=flags,
                 trace_state=trace_state,
@@ -143,17 +161,16 @@ def _random_flag() -> int:
     return int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
-def _dropped_under(parent_flags: TraceFlags) -> TraceFlags:
-    """A dropped child's flags where the SDK carries the parent's random-trace-id flag on."""
-    if getattr(parent_flags, "random_trace_id", False):
-        return TraceFlags(TraceFlags.DEFAULT | _random_flag())
-    return _DROPPED
+_DROPPED_RANDOM = TraceFlags(TraceFlags.DEFAULT | _random_flag())
 
 
-def _enabled(tracer: Any) -> bool:
-    """Whether the SDK's tracer configuration (newer SDKs) leaves the tracer enabled."""
-    config = getattr(tracer, "_tracer_config", None)
-    return config is None or bool(config.is_enabled)
+class _Enabled:
+    """The tracer configuration of an SDK that has none: always enabled."""
+
+    is_enabled = True
+
+
+_ENABLED = _Enabled()
 
 
 def _plan_for(tracer: Tracer) -> _Plan | None:
