@@ -58,7 +58,8 @@ class _PresetTraceIds:
     def is_trace_id_random(self) -> bool:
         return bool(self.generator.is_trace_id_random())
 
-    def preset(self, trace_id: int) -> None:
+    def preset(self, trace_id: int | None) -> None:
+        """The trace id the next one generated on this thread is (None: none preset)."""
         self._preset.trace_id = trace_id
 
 
@@ -140,7 +141,12 @@ class SpanStarter:
             trace_id = plan.new_trace_id()
             if trace_id & _TRACE_ID_LIMIT < plan.bound:
                 plan.preset(trace_id)
-                return self._tracer.start_span(name, context, kind, attributes, links, start_time)
+                try:
+                    return self._tracer.start_span(
+                        name, context, kind, attributes, links, start_time
+                    )
+                finally:
+                    plan.preset(None)  # unused if the SDK returned early
             flags = plan.root_flags
             trace_state = None
         return NonRecordingSpan(
