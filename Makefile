@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo demo-jaeger test test-quick test-unit test-client-matrix pythons test-pythons lint clean
+.PHONY: install demo demo-jaeger test test-quick test-unit test-client-matrix test-sdk-range pythons test-pythons lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ test: install
 	$(BIN)/python -m pytest
 	$(MAKE) test-pythons
 	$(MAKE) test-client-matrix
+	$(MAKE) test-sdk-range
 	$(MAKE) test-client-suites
 	$(MAKE) test-coexistence
 
@@ -57,6 +58,25 @@ test-client-matrix: install
 		$$env/bin/python -m pytest tests/contract --client $$client \
 			tests/test_$${module}*.py e2e/test_$${module}*_e2e.py || exit 1; \
 	done
+
+## test-sdk-range: spans made without the SDK (for those its sampler drops) checked against the
+## SDK's own, on the newest OpenTelemetry SDK (the main virtualenv) and on the oldest that
+## pyproject.toml allows (OLDEST_OTEL, OLDEST_OTEL_CONTRIB: its lower bounds), in $(VENV)-otel-$(OLDEST_OTEL).
+OLDEST_OTEL ?= 1.30.0
+OLDEST_OTEL_CONTRIB ?= 0.51b0
+SDK_RANGE_TESTS = tests/unit/test_unsampled_spans.py
+test-sdk-range: install
+	$(BIN)/python -m pytest $(SDK_RANGE_TESTS)
+	@env=$(VENV)-otel-$(OLDEST_OTEL); \
+	[ -x $$env/bin/python ] || $(PYTHON) -m venv $$env || exit 1; \
+	$$env/bin/python -m pip install --quiet -e '.[test]' \
+		"opentelemetry-api==$(OLDEST_OTEL)" "opentelemetry-sdk==$(OLDEST_OTEL)" \
+		"opentelemetry-proto==$(OLDEST_OTEL)" "opentelemetry-exporter-otlp-proto-http==$(OLDEST_OTEL)" \
+		"opentelemetry-semantic-conventions==$(OLDEST_OTEL_CONTRIB)" \
+		"opentelemetry-instrumentation==$(OLDEST_OTEL_CONTRIB)" \
+		"opentelemetry-distro==$(OLDEST_OTEL_CONTRIB)" \
+		"opentelemetry-exporter-prometheus==$(OLDEST_OTEL_CONTRIB)" || exit 1; \
+	$$env/bin/python -m pytest $(SDK_RANGE_TESTS)
 
 ## test-pythons: the unit and contract suites on every supported Python besides $(PYTHON)'s
 ## (which `make test` covers), the end-to-end suite too on the oldest and the newest; two

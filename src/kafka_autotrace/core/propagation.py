@@ -20,6 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
     INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     Span,
@@ -214,7 +215,7 @@ def span_headers(span: Span) -> dict[str, bytes]:
     go through the generic path.
     """
     w3c = _w3c_propagation()
-    if w3c.tracecontext is None or (w3c.baggage and baggage.get_all()):
+    if w3c.tracecontext is None or (w3c.baggage and _has_baggage()):
         return trace_headers(set_span_in_context(span))
     span_context = span.get_span_context()
     if span_context == INVALID_SPAN_CONTEXT:
@@ -223,9 +224,22 @@ def span_headers(span: Span) -> dict[str, bytes]:
         "traceparent": b"00-%032x-%016x-%02x"
         % (span_context.trace_id, span_context.span_id, span_context.trace_flags)
     }
-    if span_context.trace_state:
+    trace_state = span_context.trace_state
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
         headers["tracestate"] = span_context.trace_state.to_header().encode("utf-8")
     return headers
+
+
+_BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
+"""Where the API keeps the baggage in a context: read directly, as ``baggage.get_all()``
+wraps it in a new mapping on every call."""
+
+
+def _has_baggage() -> bool:
+    """Whether the current context holds any baggage."""
+    if _BAGGAGE_KEY is None:
+        return bool(baggage.get_all())
+    return bool(otel_context.get_current().get(_BAGGAGE_KEY))
 
 
 def merge_headers(headers: object, injected: Mapping[str, bytes]) -> object:

@@ -53,6 +53,7 @@ from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
 from kafka_autotrace.core.sending import PassThroughSend, PendingSend, Send
 from kafka_autotrace.core.settings import Settings
+from kafka_autotrace.core.unsampled import SpanStarter
 
 _logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class KafkaTelemetry:
         consume_hook: ConsumeHook | None = None,
     ) -> None:
         self.settings = settings
-        self._tracer = tracer
+        self._spans = SpanStarter(tracer)
         self._sdk = SdkPresence(tracer, meter)
         self._instruments = MessagingInstruments.create(meter, settings.histogram_budget)
         self._attributes = AttributeBuilder(settings, self._instruments)
@@ -120,7 +121,7 @@ class KafkaTelemetry:
             pending = PendingSend(current, self._instruments, destination.send_metrics, None)
             pending.origin = origin_in()
             return pending
-        span = self._tracer.start_span(
+        span = self._spans.start(
             destination.send_name, kind=SpanKind.PRODUCER, attributes=destination.send_attributes
         )
         if span.is_recording():
@@ -215,7 +216,7 @@ class KafkaTelemetry:
         if self._sdk.idle():
             return self._pass_process_through(record, parent)
         destination = self._attributes.destination(client, topic)
-        span = self._tracer.start_span(
+        span = self._spans.start(
             destination.process_name,
             context=parent,
             kind=SpanKind.CONSUMER,
@@ -306,7 +307,7 @@ class KafkaTelemetry:
             if context is not None
             and (span_context := get_current_span(context).get_span_context()).is_valid
         ]
-        self._tracer.start_span(
+        self._spans.start(
             name, kind=SpanKind.CLIENT, attributes=attributes, links=links, start_time=started_ns
         ).end()
 
