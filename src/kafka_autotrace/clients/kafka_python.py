@@ -26,6 +26,14 @@ from kafka_autotrace.core.telemetry import TelemetrySlot
 
 
 class _Clients:
+    tells_cluster_id = True
+
+    def cluster_id(self, client: Any) -> str | None:
+        """From the cluster metadata of the last metadata response (kafka-python 2.1 on;
+        2.0 does not keep the id)."""
+        metadata = getattr(client, "_metadata", None) or client._client.cluster
+        return getattr(metadata, "cluster_id", None)
+
     def describe(self, client: Any) -> ClientState:
         """A KafkaProducer's or KafkaConsumer's state, from the config it keeps."""
         config = getattr(client, "config", {})

@@ -21,6 +21,9 @@ class ClientInfo:
     server_address: str | None = None
     server_port: int | None = None
     consumer_group: str | None = None
+    cluster_id: str | None = None
+    """``messaging.kafka.cluster.id``, once the client has learnt it from the broker's
+    metadata (see :class:`ClientState`)."""
 
     @classmethod
     def from_config(cls, client_id: object, bootstrap: object, group: object) -> ClientInfo:
@@ -38,7 +41,7 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("delegated", "info", "lag", "scopes")
+    __slots__ = ("cluster_due", "delegated", "info", "lag", "scopes")
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -48,6 +51,9 @@ class ClientState:
         """True for a client that another traced client wraps and traces on behalf of."""
         self.lag = LagState()
         """What reporting this consumer's lag needs."""
+        self.cluster_due: float | None = 0.0
+        """When (monotonic) the client is next asked for its cluster id; None once known, or
+        when its library cannot tell. Once known, ``info`` is replaced by one naming it."""
 
 
 def state_of(client: object) -> ClientState | None:

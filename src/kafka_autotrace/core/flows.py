@@ -6,6 +6,7 @@ holding the two together. The steps: docs/design.md, "Code layout".
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable
@@ -22,6 +23,9 @@ from kafka_autotrace.core.sending import Send
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
+
+CLUSTER_ID_RETRY_S = 1.0
+"""How often a client that has not learnt its cluster id yet is asked again."""
 
 
 def _traced_state(client: object, adapter: SendAdapter | ReceiveAdapter) -> ClientState | None:
@@ -42,7 +46,29 @@ def _traced_state(client: object, adapter: SendAdapter | ReceiveAdapter) -> Clie
             return None
     if state.delegated:
         return None
+    if state.cluster_due is not None:
+        _learn_cluster_id(client, state, adapter)
     return state
+
+
+def _learn_cluster_id(
+    client: object, state: ClientState, adapter: SendAdapter | ReceiveAdapter
+) -> None:
+    """Name the cluster in the client's info once the client knows it, asking at most every
+    :data:`CLUSTER_ID_RETRY_S` until then (confluent-kafka answers an unknown id by raising)."""
+    now = time.monotonic()
+    if not adapter.tells_cluster_id:
+        state.cluster_due = None
+    elif now >= (state.cluster_due or 0.0):
+        state.cluster_due = now + CLUSTER_ID_RETRY_S
+        try:
+            cluster_id = adapter.cluster_id(client)
+        except Exception:
+            _logger.debug("kafka-autotrace: reading a cluster id failed", exc_info=True)
+            return
+        if isinstance(cluster_id, str) and cluster_id:
+            state.info = dataclasses.replace(state.info, cluster_id=cluster_id)
+            state.cluster_due = None
 
 
 class _SendCall:

@@ -21,6 +21,7 @@ from kafka_autotrace.core.memo import remember
 _logger = logging.getLogger(__name__)
 
 ENV_CAPTURE_HEADERS = "KAFKA_AUTOTRACE_CAPTURE_HEADERS"
+ENV_CAPTURE_HEADERS_EXCLUDE = "KAFKA_AUTOTRACE_CAPTURE_HEADERS_EXCLUDE"
 ENV_CAPTURE_KEY = "KAFKA_AUTOTRACE_CAPTURE_KEY"
 ENV_CAPTURE_BODY_SIZE = "KAFKA_AUTOTRACE_CAPTURE_BODY_SIZE"
 ENV_CAPTURE_CLIENT = "KAFKA_AUTOTRACE_CAPTURE_CLIENT"
@@ -30,8 +31,10 @@ ENV_PROPAGATE = "KAFKA_AUTOTRACE_PROPAGATE"
 ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
 ENV_MAX_INFLIGHT_SPANS = "KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS"
 ENV_HISTOGRAM_BUDGET = "KAFKA_AUTOTRACE_HISTOGRAM_BUDGET"
+ENV_METRIC_PARTITIONS = "KAFKA_AUTOTRACE_METRIC_PARTITIONS"
 VARIABLES: Mapping[str, str] = {
     "capture_headers": ENV_CAPTURE_HEADERS,
+    "capture_headers_exclude": ENV_CAPTURE_HEADERS_EXCLUDE,
     "capture_key": ENV_CAPTURE_KEY,
     "capture_body_size": ENV_CAPTURE_BODY_SIZE,
     "capture_client": ENV_CAPTURE_CLIENT,
@@ -41,6 +44,7 @@ VARIABLES: Mapping[str, str] = {
     "batch_process_spans": ENV_BATCH_PROCESS_SPANS,
     "max_inflight_spans": ENV_MAX_INFLIGHT_SPANS,
     "histogram_budget": ENV_HISTOGRAM_BUDGET,
+    "metric_partitions": ENV_METRIC_PARTITIONS,
 }
 """The environment variable of each setting, in the order of :class:`Settings`' fields."""
 
@@ -72,6 +76,9 @@ class Settings:
     """The effective configuration; build it with :meth:`from_env` or directly in code."""
 
     capture_headers: tuple[str, ...] = ()
+    """Globs of the header names recorded as ``messaging.header.<name>`` span attributes."""
+    capture_headers_exclude: tuple[str, ...] = ()
+    """Globs of header names never recorded, even when :attr:`capture_headers` matches them."""
     capture_key: bool = True
     capture_body_size: bool = False
     capture_client: bool = False
@@ -89,7 +96,13 @@ class Settings:
     histogram_budget: int = DEFAULT_HISTOGRAM_BUDGET
     """At most this many measurements a second per histogram and attribute set, sampled evenly
     above it; 0 records all (see :mod:`kafka_autotrace.core.budget`)."""
+    metric_partitions: bool = False
+    """``messaging.destination.partition.id`` on the messaging metrics: one series per partition
+    instead of per topic, which the conventions recommend and most dashboards do not need."""
     _excluded_cache: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _captured_cache: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -109,6 +122,7 @@ class Settings:
         env = _Environment(os.environ if environ is None else environ)
         settings = cls(
             capture_headers=env.names(ENV_CAPTURE_HEADERS),
+            capture_headers_exclude=env.names(ENV_CAPTURE_HEADERS_EXCLUDE),
             capture_key=env.flag(ENV_CAPTURE_KEY, True),
             capture_body_size=env.flag(ENV_CAPTURE_BODY_SIZE, False),
             capture_client=env.flag(ENV_CAPTURE_CLIENT, False),
@@ -118,6 +132,7 @@ class Settings:
             batch_process_spans=env.flag(ENV_BATCH_PROCESS_SPANS, True),
             max_inflight_spans=env.count(ENV_MAX_INFLIGHT_SPANS, DEFAULT_MAX_INFLIGHT_SPANS),
             histogram_budget=env.count(ENV_HISTOGRAM_BUDGET, DEFAULT_HISTOGRAM_BUDGET),
+            metric_partitions=env.flag(ENV_METRIC_PARTITIONS, False),
         )
         return settings, env.problems
 
@@ -131,6 +146,18 @@ class Settings:
             excluded = any(fnmatch.fnmatchcase(topic, glob) for glob in self.exclude_topics)
             remember(self._excluded_cache, topic, excluded)
         return excluded
+
+    def captures_header(self, name: str) -> bool:
+        """Whether the header ``name`` is recorded: it matches a glob of
+        :attr:`capture_headers` and none of :attr:`capture_headers_exclude` (names are
+        case-sensitive, as Kafka's are); memoised per name."""
+        captured = self._captured_cache.get(name)
+        if captured is None:
+            captured = any(fnmatch.fnmatchcase(name, glob) for glob in self.capture_headers) and (
+                not any(fnmatch.fnmatchcase(name, glob) for glob in self.capture_headers_exclude)
+            )
+            remember(self._captured_cache, name, captured)
+        return captured
 
 
 class _Environment:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from kafka_autotrace.clients.confluent.common import (
     TELEMETRY,
+    ClusterIdOfClient,
     ConfluentReceives,
     ConfluentSends,
     ConfluentState,
@@ -54,7 +55,7 @@ def _delivered(failed: Any, pending: PendingSend, callback: Any, error: Any, mes
     return None
 
 
-class _Produce(ConfluentSends):
+class _Produce(ClusterIdOfClient, ConfluentSends):
     """``Producer.produce(topic, value, key, partition, callback, on_delivery, timestamp,
     headers)``."""
 
@@ -99,7 +100,11 @@ class _SerializingProduce(_Produce):
     callbacks = ("on_delivery",)
 
 
-_RECEIVE = ReceiveFlow(TELEMETRY, ConfluentReceives())
+class _Receive(ClusterIdOfClient, ConfluentReceives):
+    """A ``Consumer``'s or ``DeserializingConsumer``'s calls."""
+
+
+_RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 
 
 def _construct(base: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
