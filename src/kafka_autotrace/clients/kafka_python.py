@@ -31,7 +31,9 @@ class _Clients:
     def cluster_id(self, client: Any) -> str | None:
         """From the cluster metadata of the last metadata response (kafka-python 2.1 on;
         2.0 does not keep the id)."""
-        metadata = getattr(client, "_metadata", None) or client._client.cluster
+        metadata = getattr(client, "_metadata", None)
+        if metadata is None:
+            metadata = client._client.cluster
         return getattr(metadata, "cluster_id", None)
 
     def describe(self, client: Any) -> ClientState:

@@ -46,8 +46,6 @@ def _traced_state(client: object, adapter: SendAdapter | ReceiveAdapter) -> Clie
             return None
     if state.delegated:
         return None
-    if state.cluster_due is not None:
-        _learn_cluster_id(client, state, adapter)
     return state
 
 
@@ -111,6 +109,8 @@ class SendFlow:
             state = _traced_state(client, adapter)
             if state is None:
                 return None
+            if state.cluster_due is not None:
+                _learn_cluster_id(client, state, adapter)
             topic, key, value, partition, headers = adapter.shape.message(args, kwargs)
             pending = telemetry.start_send(state.info, topic, key, value, partition, headers)
         except Exception:
@@ -210,6 +210,8 @@ class ReceiveFlow:
         if state is None:
             return None
         state.scopes.finish()
+        if state.cluster_due is not None:
+            _learn_cluster_id(client, state, self._adapter)
         if not state.lag.reported:
             telemetry = self._slot.telemetry
             if telemetry is not None:
