@@ -29,8 +29,8 @@ class _Clients:
     tells_cluster_id = True
 
     def cluster_id(self, client: Any) -> str | None:
-        """From the cluster metadata of the last metadata response (kafka-python 2.1 on;
-        2.0 does not keep the id)."""
+        """From the cluster metadata of the last metadata response (kafka-python 2.0 keeps
+        no id: None)."""
         metadata = getattr(client, "_metadata", None)
         if metadata is None:
             metadata = client._client.cluster
