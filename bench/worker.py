@@ -415,6 +415,8 @@ def floor_metric_attributes(args: argparse.Namespace) -> dict[str, Any]:
     }
     if operation == "process":
         attributes[m.MESSAGING_CONSUMER_GROUP_NAME] = args.group
+    else:  # the send's histogram is messaging.client.operation.duration, which names its type
+        attributes[m.MESSAGING_OPERATION_TYPE] = "send"
     return attributes
 
 

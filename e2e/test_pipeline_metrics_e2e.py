@@ -343,6 +343,11 @@ def _queue_p99(p: Scraped, samples: list[Sample]) -> bool:
     return _all_within(got, _hops(p), 0, QUEUED_S) and got[(p.orders, p.stage_group)] <= 1.0
 
 
+def _send_p99(p: Scraped, samples: list[Sample]) -> bool:
+    """Both topics were sent to, and acknowledged well within the histogram's last bucket."""
+    return _all_within(_by(samples, TOPIC), {p.orders, p.shipments}, 0, 10)
+
+
 def _pipeline_p99(p: Scraped, samples: list[Sample]) -> bool:
     """Everything descends from the producer's sends to orders: one origin, no older than the
     final consumer's wait plus the sending wherever it is processed."""
@@ -359,6 +364,7 @@ EXPECTED: dict[str, Callable[[Scraped, list[Sample]], bool]] = {
     "Messages sent, by topic": _sent_totals,
     "Messages consumed, by topic and consumer group": _consumed_totals,
     "Time in queue per hop, p99": _queue_p99,
+    "Send latency to the acknowledgement, p99, by topic": _send_p99,
     "Pipeline age per origin, p99": _pipeline_p99,
     "Lag per consumer group": _lag,
 }
@@ -382,6 +388,42 @@ def test_documented_query_gives_the_right_numbers(scraped: Scraped, name: str) -
 def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
     """The names in the docs' table are what users search for: each must be scraped."""
     wait_for_series(scraped.prometheus, documented_series(METRICS_DOC, SECTIONS)[metric])
+
+
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+OPERATIONS_QUERY = (
+    "count by (__name__, messaging_operation_name, messaging_operation_type, "
+    'otel_scope_schema_url) ({__name__=~"messaging_client_sent_messages_total|'
+    "messaging_client_consumed_messages_total|messaging_client_operation_duration_seconds_count|"
+    'messaging_process_duration_seconds_count"})'
+)
+
+
+def test_operations_are_named_on_the_metrics_as_on_the_spans(scraped: Scraped) -> None:
+    """A receive is ``poll`` on the consumed counter and the duration as on its span; only the
+    duration names the operation's type; every series names the conventions' schema."""
+    expected = {
+        ("messaging_client_sent_messages_total", "send", None),
+        ("messaging_client_consumed_messages_total", "poll", None),
+        ("messaging_client_operation_duration_seconds_count", "send", "send"),
+        ("messaging_client_operation_duration_seconds_count", "poll", "receive"),
+        ("messaging_process_duration_seconds_count", "process", None),
+    }
+    scraped.prometheus.wait_for(
+        OPERATIONS_QUERY,
+        lambda got: (
+            {
+                (
+                    s.labels["__name__"],
+                    s.labels.get("messaging_operation_name"),
+                    s.labels.get("messaging_operation_type"),
+                )
+                for s in got
+            }
+            == expected
+            and {s.labels.get("otel_scope_schema_url") for s in got} == {SCHEMA_URL}
+        ),
+    )
 
 
 def test_documented_alerting_rules_load_and_evaluate(scraped: Scraped) -> None:

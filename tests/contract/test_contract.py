@@ -513,7 +513,7 @@ def test_metrics_are_recorded(driver: Driver, sdk: RecordingSdk, topic: str) -> 
     assert sum(point.value for point in consumed) == 2
     durations = sdk.metric_points("messaging.client.operation.duration")
     counts = {point.attributes["messaging.operation.name"]: point.count for point in durations}
-    assert counts == {"send": 2, "receive": 1}, "a one-record call is not a receive operation"
+    assert counts == {"send": 2, "poll": 1}, "a one-record call is not a receive operation"
     for name in ("messaging.process.duration", "kafka_autotrace.record.age"):
         assert sum(point.count for point in sdk.metric_points(name)) == 2, name
     for name in (

@@ -118,6 +118,16 @@ def _split_node(group: str) -> tuple[str, str | None]:
 class _Clients:
     figures: FigureReader | None = RegistryFigures()
 
+    tells_cluster_id = True
+
+    def cluster_id(self, client: Any) -> str | None:
+        """From the cluster metadata of the last metadata response (kafka-python 2.0 keeps
+        no id: None)."""
+        metadata = getattr(client, "_metadata", None)
+        if metadata is None:
+            metadata = client._client.cluster
+        return getattr(metadata, "cluster_id", None)
+
     def describe(self, client: Any) -> ClientState:
         """A KafkaProducer's or KafkaConsumer's state, from the config it keeps."""
         config = getattr(client, "config", {})

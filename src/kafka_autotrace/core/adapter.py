@@ -78,9 +78,17 @@ class _ClientAdapter:
     """How the clients described here tell their own statistics (reported from their first
     traced call on), None when they are reported otherwise or not at all."""
 
+    tells_cluster_id = False
+    """Whether :meth:`cluster_id` can answer for this library's clients."""
+
     def describe(self, client: Any) -> ClientState | None:
         """The state of a client seen for the first time; None (the default) leaves it alone,
         for libraries whose clients are described when constructed."""
+        return None
+
+    def cluster_id(self, client: Any) -> str | None:
+        """The id of the cluster ``client`` talks to, from the broker metadata it already holds
+        (never a call that waits for the broker); None while it has none."""
         return None
 
 

@@ -11,11 +11,13 @@ sampler dropped costs none of it. Names come from the semantic-convention consta
 from __future__ import annotations
 
 import time
+from typing import Final
 
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_CLIENT_ID,
     MESSAGING_CONSUMER_GROUP_NAME,
     MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
     MESSAGING_KAFKA_MESSAGE_KEY,
     MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
     MESSAGING_MESSAGE_BODY_SIZE,
@@ -25,6 +27,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MessagingOperationTypeValues,
     MessagingSystemValues,
 )
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.util.types import AttributeValue
 
@@ -35,6 +38,13 @@ from kafka_autotrace.core.pipeline import Origin
 from kafka_autotrace.core.propagation import decode_header_value, header_items
 from kafka_autotrace.core.settings import Settings
 
+try:
+    from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+        MESSAGING_KAFKA_CLUSTER_ID,
+    )
+except ImportError:  # semantic conventions before 1.44 (the package before 0.66b0)
+    MESSAGING_KAFKA_CLUSTER_ID: Final = "messaging.kafka.cluster.id"  # type: ignore[misc]
+
 Attributes = dict[str, AttributeValue]
 
 PIPELINE_ORIGIN = "kafka_autotrace.pipeline.origin"
@@ -43,12 +53,15 @@ and on process spans."""
 PIPELINE_AGE_ATTRIBUTE = "kafka_autotrace.pipeline.age"
 """On process spans: seconds since the first send of the message's pipeline, as measured."""
 HEADER_ATTRIBUTE_PREFIX = "messaging.header."
-"""Captured headers (``KAFKA_AUTOTRACE_CAPTURE_HEADERS``) become ``messaging.header.<key>``."""
+"""Captured headers (``KAFKA_AUTOTRACE_CAPTURE_HEADERS``) become ``messaging.header.<key>``, the
+key as it is, as the OpenTelemetry Java agent names them under the current conventions."""
 
 KAFKA = MessagingSystemValues.KAFKA.value
 SEND = MessagingOperationTypeValues.SEND.value
 PROCESS = MessagingOperationTypeValues.PROCESS.value
 RECEIVE = MessagingOperationTypeValues.RECEIVE.value
+POLL = "poll"
+"""The operation name of a Kafka receive (the conventions' Kafka example): spans and metrics."""
 
 
 def client_attributes(client: ClientInfo, settings: Settings) -> Attributes:
@@ -63,14 +76,28 @@ def client_attributes(client: ClientInfo, settings: Settings) -> Attributes:
         attributes[SERVER_ADDRESS] = client.server_address
     if client.server_port is not None and settings.capture_client:
         attributes[SERVER_PORT] = client.server_port
+    if client.cluster_id:
+        attributes[MESSAGING_KAFKA_CLUSTER_ID] = client.cluster_id
     return attributes
 
 
-def metric_attributes(client: ClientInfo, operation: str, topic: str | None) -> Attributes:
-    """Low-cardinality attributes for metrics: no client id, partition or key."""
+def metric_attributes(
+    client: ClientInfo,
+    operation: str,
+    topic: str | None,
+    partition: int | None = None,
+    operation_type: str | None = None,
+) -> Attributes:
+    """Low-cardinality attributes for metrics: no client id or key, and the partition only
+    when asked for (:attr:`Settings.metric_partitions`); ``operation_type`` for
+    ``messaging.client.operation.duration``, the one metric the conventions give it."""
     attributes: Attributes = {MESSAGING_SYSTEM: KAFKA, MESSAGING_OPERATION_NAME: operation}
+    if operation_type is not None:
+        attributes[MESSAGING_OPERATION_TYPE] = operation_type
     if topic is not None:
         attributes[MESSAGING_DESTINATION_NAME] = topic
+    if partition is not None:
+        attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
     if client.consumer_group:
         attributes[MESSAGING_CONSUMER_GROUP_NAME] = client.consumer_group
     if client.server_address:
@@ -96,20 +123,29 @@ def _operation_attributes(shared: Attributes, operation: str, topic: str) -> Att
 
 class Destination:
     """Everything the spans and measurements of one client and topic share, and the
-    measurements of its consumed records."""
+    measurements of its consumed records. With :attr:`Settings.metric_partitions` each
+    partition has one of its own (:meth:`in_partition`), whose metric attributes name it."""
 
     __slots__ = (
         "_consumed_messages",
+        "_instruments",
+        "_operation_duration",
+        "_partitioned",
+        "_partitions",
         "_pipeline_age",
         "_pipeline_metrics",
         "_process_duration",
         "_record_age",
+        "_sent_messages",
+        "_shared",
         "client",
         "process_attributes",
         "process_metrics",
         "process_name",
+        "receive_duration_metrics",
         "receive_metrics",
         "send_attributes",
+        "send_duration_metrics",
         "send_metrics",
         "send_name",
         "topic",
@@ -121,21 +157,62 @@ class Destination:
         topic: str,
         shared: Attributes,
         instruments: MessagingInstruments,
+        partitioned: bool = False,
+        partition: int | None = None,
     ) -> None:
         self.client = client
         self.topic = topic
         self.send_name = f"send {topic}"
         self.send_attributes = _operation_attributes(shared, SEND, topic)
-        self.send_metrics = metric_attributes(client, SEND, topic)
+        self.send_metrics = metric_attributes(client, SEND, topic, partition)
+        self.send_duration_metrics = metric_attributes(client, SEND, topic, partition, SEND)
         self.process_name = f"process {topic}"
         self.process_attributes = _operation_attributes(shared, PROCESS, topic)
-        self.process_metrics = metric_attributes(client, PROCESS, topic)
-        self.receive_metrics = metric_attributes(client, RECEIVE, topic)
+        self.process_metrics = metric_attributes(client, PROCESS, topic, partition)
+        self.receive_metrics = metric_attributes(client, POLL, topic, partition)
+        self.receive_duration_metrics = metric_attributes(client, POLL, topic, partition, RECEIVE)
+        self._shared = shared
+        self._instruments = instruments
+        self._partitioned = partitioned
+        self._partitions: dict[int, Destination] = {}
+        self._operation_duration = instruments.operation_duration
+        self._sent_messages = instruments.sent_messages
         self._consumed_messages = instruments.consumed_messages
         self._record_age = instruments.record_age
         self._pipeline_age = instruments.pipeline_age
         self._process_duration = instruments.process_duration
         self._pipeline_metrics: dict[str, Attributes] = {}
+
+    def in_partition(self, partition: int | None) -> Destination:
+        """The destination whose measurements name ``partition``, when the settings ask for
+        partitions on the metrics; else this one."""
+        if not self._partitioned or partition is None or partition < 0:
+            return self
+        found = self._partitions.get(partition)
+        if found is None:
+            made = Destination(
+                self.client, self.topic, self._shared, self._instruments, False, partition
+            )
+            found = remember(self._partitions, partition, made)
+        return found
+
+    def sent(self, partition: int | None, started: float, error_type: str | None) -> None:
+        """Count a send the broker answered (in ``partition`` when known) and record how long
+        that took since ``started`` (a perf counter)."""
+        elapsed = time.perf_counter() - started
+        target = self.in_partition(partition) if self._partitioned else self
+        counted, timed = target.send_metrics, target.send_duration_metrics
+        if error_type is not None:
+            counted = {**counted, ERROR_TYPE: error_type}
+            timed = {**timed, ERROR_TYPE: error_type}
+        self._operation_duration.record(elapsed, timed)
+        self._sent_messages.add(1, counted)
+
+    def received(self, count: int, elapsed: float) -> None:
+        """Count the ``count`` records of this destination a receive call returned, and
+        record how long the call took."""
+        self._consumed_messages.add(count, self.receive_metrics)
+        self._operation_duration.record(elapsed, self.receive_duration_metrics)
 
     def _pipeline_attributes(self, origin: str) -> Attributes:
         """The attributes of a pipeline age measured here for a pipeline begun on ``origin``,
@@ -199,7 +276,13 @@ class AttributeBuilder:
             destination = remember(
                 self._destinations,
                 key,
-                Destination(client, topic, self.of_client(client), self._instruments),
+                Destination(
+                    client,
+                    topic,
+                    self.of_client(client),
+                    self._instruments,
+                    self._settings.metric_partitions,
+                ),
             )
         return destination
 
@@ -228,10 +311,10 @@ class AttributeBuilder:
         return attributes
 
     def _add_headers(self, attributes: Attributes, headers: object) -> None:
-        wanted = self._settings.capture_headers
+        captures = self._settings.captures_header
         captured: dict[str, list[str]] = {}
         for key, value in header_items(headers):
-            if key in wanted:
+            if captures(key):
                 text = decode_header_value(value)
                 if text is not None:
                     captured.setdefault(key, []).append(text)

@@ -23,6 +23,9 @@ class ClientInfo:
     server_address: str | None = None
     server_port: int | None = None
     consumer_group: str | None = None
+    cluster_id: str | None = None
+    """``messaging.kafka.cluster.id``, once the client has learnt it from the broker's
+    metadata (see :class:`ClientState`)."""
 
     @classmethod
     def from_config(cls, client_id: object, bootstrap: object, group: object) -> ClientInfo:
@@ -40,7 +43,16 @@ class ClientInfo:
 class ClientState:
     """What the core keeps per traced producer or consumer object."""
 
-    __slots__ = ("activity", "delegated", "gaps", "info", "reported", "scopes", "transaction")
+    __slots__ = (
+        "activity",
+        "cluster_due",
+        "delegated",
+        "gaps",
+        "info",
+        "reported",
+        "scopes",
+        "transaction",
+    )
 
     def __init__(self, info: ClientInfo) -> None:
         self.info = info
@@ -57,6 +69,9 @@ class ClientState:
         """Where this consumer's partitions had reached, to find records it never got."""
         self.transaction: Transaction | None = None
         """The open transaction of a transactional producer."""
+        self.cluster_due: float | None = 0.0
+        """When (monotonic) the client is next asked for its cluster id; None once known, or
+        when its library cannot tell. Once known, ``info`` is replaced by one naming it."""
 
 
 def state_of(client: object) -> ClientState | None:

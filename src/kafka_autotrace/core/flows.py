@@ -6,6 +6,7 @@ holding the two together. The steps: docs/design.md, "Code layout".
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable
@@ -26,6 +27,8 @@ _logger = logging.getLogger(__name__)
 
 CLOSING_WAIT_S = 2.0
 """How long closing a consumer waits for a request of ours about it to finish."""
+CLUSTER_ID_RETRY_S = 1.0
+"""How often a client that has not learnt its cluster id yet is asked again."""
 
 
 def traced_state(
@@ -52,6 +55,26 @@ def traced_state(
     if state.delegated:
         return None
     return state
+
+
+def _learn_cluster_id(
+    client: object, state: ClientState, adapter: SendAdapter | ReceiveAdapter
+) -> None:
+    """Name the cluster in the client's info once the client knows it, asking at most every
+    :data:`CLUSTER_ID_RETRY_S` until then (confluent-kafka answers an unknown id by raising)."""
+    now = time.monotonic()
+    if not adapter.tells_cluster_id:
+        state.cluster_due = None
+    elif now >= (state.cluster_due or 0.0):
+        state.cluster_due = now + CLUSTER_ID_RETRY_S
+        try:
+            cluster_id = adapter.cluster_id(client)
+        except Exception:
+            _logger.debug("kafka-autotrace: reading a cluster id failed", exc_info=True)
+            return
+        if isinstance(cluster_id, str) and cluster_id:
+            state.info = dataclasses.replace(state.info, cluster_id=cluster_id)
+            state.cluster_due = None
 
 
 class _SendCall:
@@ -94,6 +117,8 @@ class SendFlow:
             state = traced_state(client, adapter, self._slot)
             if state is None:
                 return None
+            if state.cluster_due is not None:
+                _learn_cluster_id(client, state, adapter)
             topic, key, value, partition, headers = adapter.shape.message(args, kwargs)
             pending = telemetry.start_send(state.info, topic, key, value, partition, headers)
         except Exception:
@@ -195,6 +220,8 @@ class ReceiveFlow:
         if state is None:
             return None
         state.scopes.finish()
+        if state.cluster_due is not None:
+            _learn_cluster_id(client, state, self._adapter)
         if not state.reported:
             telemetry = self._slot.telemetry
             if telemetry is not None:

@@ -28,6 +28,14 @@ from kafka_autotrace.version import __version__
 
 _logger = logging.getLogger(__name__)
 
+try:
+    from opentelemetry.semconv.schemas import Schemas
+
+    SCHEMA_URL: str = Schemas.V1_44_0.value
+except (ImportError, AttributeError):  # the package before 0.66b0 names no later schema
+    SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+"""The semantic conventions our telemetry follows, on our tracer and meter."""
+
 
 class UpstreamFacts(Protocol):
     """What the take-over needs to know of the contrib instrumentor of the same client."""
@@ -95,10 +103,16 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
                 )
             return
         tracer = trace.get_tracer(
-            "kafka_autotrace", __version__, tracer_provider=kwargs.get("tracer_provider")
+            "kafka_autotrace",
+            __version__,
+            tracer_provider=kwargs.get("tracer_provider"),
+            schema_url=SCHEMA_URL,
         )
         meter = metrics.get_meter(
-            "kafka_autotrace", __version__, meter_provider=kwargs.get("meter_provider")
+            "kafka_autotrace",
+            __version__,
+            meter_provider=kwargs.get("meter_provider"),
+            schema_url=SCHEMA_URL,
         )
         settings = kwargs.get("settings") or Settings.from_env()
         telemetry = KafkaTelemetry(

@@ -9,7 +9,6 @@ span itself; the exported data (a monotonic sum per attribute set) is the same.
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
     MESSAGING_CLIENT_SENT_MESSAGES,
     MESSAGING_PROCESS_DURATION,
 )
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.util.types import AttributeValue
 
 from kafka_autotrace.core.budget import BudgetedHistogram
@@ -127,16 +125,6 @@ class MessagingInstruments:
     consumer_lag: ConsumerLag
     skipped_messages: MessageCount
     client_metrics: ClientMetrics
-
-    def record_send(
-        self, attributes: Mapping[str, AttributeValue], started: float, error_type: str | None
-    ) -> None:
-        """Count a send the broker answered and record how long that took since
-        ``started`` (a perf counter)."""
-        if error_type is not None:
-            attributes = {**attributes, ERROR_TYPE: error_type}
-        self.operation_duration.record(time.perf_counter() - started, attributes)
-        self.sent_messages.add(1, attributes)
 
     @classmethod
     def create(cls, meter: Meter, histogram_budget: int) -> MessagingInstruments:

@@ -13,9 +13,8 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span, Status, StatusCode
 
-from kafka_autotrace.core.attributes import Attributes
+from kafka_autotrace.core.attributes import Attributes, Destination
 from kafka_autotrace.core.inflight import InflightCap
-from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.outcome import Transaction
 from kafka_autotrace.core.pipeline import Origin
 
@@ -31,8 +30,7 @@ class PendingSend:
 
     __slots__ = (
         "_cap",
-        "_instruments",
-        "_metric_attributes",
+        "_destination",
         "_started",
         "_unanswered",
         "origin",
@@ -45,13 +43,11 @@ class PendingSend:
     def __init__(
         self,
         span: Span,
-        instruments: MessagingInstruments,
-        metric_attributes: Attributes,
+        destination: Destination,
         cap: InflightCap | None,
     ) -> None:
         self.span = span
-        self._instruments = instruments
-        self._metric_attributes = metric_attributes
+        self._destination = destination
         self._cap = cap
         self._started = time.perf_counter()
         # One element, popped by the first answer: list.pop is atomic under the GIL and
@@ -99,7 +95,7 @@ class PendingSend:
                     self.span.set_attributes(acknowledged)
             if self.transaction is None or not self.transaction.hold(self.span):
                 self.span.end()
-            self._instruments.record_send(self._metric_attributes, self._started, None)
+            self._destination.sent(partition, self._started, None)
         except Exception:
             _logger.debug("ending a send span failed", exc_info=True)
 
@@ -116,7 +112,7 @@ class PendingSend:
             _logger.debug("recording a send failure failed", exc_info=True)
         try:
             self.span.end()
-            self._instruments.record_send(self._metric_attributes, self._started, error_type)
+            self._destination.sent(None, self._started, error_type)
         except Exception:
             _logger.debug("ending a failed send span failed", exc_info=True)
 

@@ -21,6 +21,7 @@ from kafka_autotrace.core.memo import remember
 _logger = logging.getLogger(__name__)
 
 ENV_CAPTURE_HEADERS = "KAFKA_AUTOTRACE_CAPTURE_HEADERS"
+ENV_CAPTURE_HEADERS_EXCLUDE = "KAFKA_AUTOTRACE_CAPTURE_HEADERS_EXCLUDE"
 ENV_CAPTURE_KEY = "KAFKA_AUTOTRACE_CAPTURE_KEY"
 ENV_CAPTURE_BODY_SIZE = "KAFKA_AUTOTRACE_CAPTURE_BODY_SIZE"
 ENV_CAPTURE_CLIENT = "KAFKA_AUTOTRACE_CAPTURE_CLIENT"
@@ -31,8 +32,10 @@ ENV_BATCH_PROCESS_SPANS = "KAFKA_AUTOTRACE_BATCH_PROCESS_SPANS"
 ENV_MAX_INFLIGHT_SPANS = "KAFKA_AUTOTRACE_MAX_INFLIGHT_SPANS"
 ENV_HISTOGRAM_BUDGET = "KAFKA_AUTOTRACE_HISTOGRAM_BUDGET"
 ENV_CLIENT_METRICS = "KAFKA_AUTOTRACE_CLIENT_METRICS"
+ENV_METRIC_PARTITIONS = "KAFKA_AUTOTRACE_METRIC_PARTITIONS"
 VARIABLES: Mapping[str, str] = {
     "capture_headers": ENV_CAPTURE_HEADERS,
+    "capture_headers_exclude": ENV_CAPTURE_HEADERS_EXCLUDE,
     "capture_key": ENV_CAPTURE_KEY,
     "capture_body_size": ENV_CAPTURE_BODY_SIZE,
     "capture_client": ENV_CAPTURE_CLIENT,
@@ -43,6 +46,7 @@ VARIABLES: Mapping[str, str] = {
     "max_inflight_spans": ENV_MAX_INFLIGHT_SPANS,
     "histogram_budget": ENV_HISTOGRAM_BUDGET,
     "client_metrics": ENV_CLIENT_METRICS,
+    "metric_partitions": ENV_METRIC_PARTITIONS,
 }
 """The environment variable of each setting, in the order of :class:`Settings`' fields."""
 
@@ -74,6 +78,9 @@ class Settings:
     """The effective configuration; build it with :meth:`from_env` or directly in code."""
 
     capture_headers: tuple[str, ...] = ()
+    """Globs of the header names recorded as ``messaging.header.<name>`` span attributes."""
+    capture_headers_exclude: tuple[str, ...] = ()
+    """Globs of header names never recorded, even when :attr:`capture_headers` matches them."""
     capture_key: bool = True
     capture_body_size: bool = False
     capture_client: bool = False
@@ -95,7 +102,13 @@ class Settings:
     """Whether the clients' own statistics are bridged (see
     :mod:`kafka_autotrace.core.client_metrics`); off, confluent-kafka clients are constructed
     with the application's configuration unchanged."""
+    metric_partitions: bool = False
+    """``messaging.destination.partition.id`` on the messaging metrics: one series per partition
+    instead of per topic, which the conventions recommend and most dashboards do not need."""
     _excluded_cache: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _captured_cache: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -115,6 +128,7 @@ class Settings:
         env = _Environment(os.environ if environ is None else environ)
         settings = cls(
             capture_headers=env.names(ENV_CAPTURE_HEADERS),
+            capture_headers_exclude=env.names(ENV_CAPTURE_HEADERS_EXCLUDE),
             capture_key=env.flag(ENV_CAPTURE_KEY, True),
             capture_body_size=env.flag(ENV_CAPTURE_BODY_SIZE, False),
             capture_client=env.flag(ENV_CAPTURE_CLIENT, False),
@@ -125,6 +139,7 @@ class Settings:
             max_inflight_spans=env.count(ENV_MAX_INFLIGHT_SPANS, DEFAULT_MAX_INFLIGHT_SPANS),
             histogram_budget=env.count(ENV_HISTOGRAM_BUDGET, DEFAULT_HISTOGRAM_BUDGET),
             client_metrics=env.flag(ENV_CLIENT_METRICS, True),
+            metric_partitions=env.flag(ENV_METRIC_PARTITIONS, False),
         )
         return settings, env.problems
 
@@ -138,6 +153,18 @@ class Settings:
             excluded = any(fnmatch.fnmatchcase(topic, glob) for glob in self.exclude_topics)
             remember(self._excluded_cache, topic, excluded)
         return excluded
+
+    def captures_header(self, name: str) -> bool:
+        """Whether the header ``name`` is recorded: it matches a glob of
+        :attr:`capture_headers` and none of :attr:`capture_headers_exclude` (names are
+        case-sensitive, as Kafka's are); memoised per name."""
+        captured = self._captured_cache.get(name)
+        if captured is None:
+            captured = any(fnmatch.fnmatchcase(name, glob) for glob in self.capture_headers) and (
+                not any(fnmatch.fnmatchcase(name, glob) for glob in self.capture_headers_exclude)
+            )
+            remember(self._captured_cache, name, captured)
+        return captured
 
 
 class _Environment:

@@ -36,6 +36,7 @@ from kafka_autotrace.core.adapter import RecordGetter
 from kafka_autotrace.core.attributes import (
     PIPELINE_AGE_ATTRIBUTE,
     PIPELINE_ORIGIN,
+    POLL,
     RECEIVE,
     AttributeBuilder,
     Attributes,
@@ -118,7 +119,7 @@ class KafkaTelemetry:
         destination = self._attributes.destination(client, topic)
         if not self._cap.admit():
             current = NonRecordingSpan(get_current_span().get_span_context())
-            pending = PendingSend(current, self._instruments, destination.send_metrics, None)
+            pending = PendingSend(current, destination, None)
             pending.origin = origin_in()
             return pending
         span = self._spans.start(
@@ -132,7 +133,7 @@ class KafkaTelemetry:
                 span.set_attributes(attributes)
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
-        pending = PendingSend(span, self._instruments, destination.send_metrics, self._cap)
+        pending = PendingSend(span, destination, self._cap)
         # A send that starts a pipeline carries no origin: its record's timestamp is one.
         pending.origin = origin_in()
         return pending
@@ -223,6 +224,8 @@ class KafkaTelemetry:
             attributes=destination.process_attributes,
             links=links,
         )
+        if self.settings.metric_partitions:
+            destination = destination.in_partition(getter.partition(record))
         origin, pipeline_age = destination.consumed(
             getter.timestamp_ms(record), origin_in(parent), counted
         )
@@ -274,14 +277,16 @@ class KafkaTelemetry:
         incoming = [self._parenting.incoming(getter.headers(record)) for record in records]
         if self._sdk.idle():
             return incoming
-        counts: dict[str, int] = {}
+        # Per topic, and per partition too when the metrics name partitions.
+        by_partition = self.settings.metric_partitions
+        counts: dict[tuple[str, int | None], int] = {}
         for record in records:
-            topic = getter.topic(record)
-            counts[topic] = counts.get(topic, 0) + 1
-        traced = [topic for topic in sorted(counts) if not self.settings.is_excluded(topic)]
-        if traced:
-            self._poll_span(client, sorted(counts), len(records), incoming, started_ns)
-            self._count_received(client, {topic: counts[topic] for topic in traced}, started)
+            where = (getter.topic(record), getter.partition(record) if by_partition else None)
+            counts[where] = counts.get(where, 0) + 1
+        topics = sorted({topic for topic, _ in counts})
+        if any(not self.settings.is_excluded(topic) for topic in topics):
+            self._poll_span(client, topics, len(records), incoming, started_ns)
+            self._count_received(client, counts, started)
         return incoming
 
     def _poll_span(
@@ -293,14 +298,14 @@ class KafkaTelemetry:
         started_ns: int,
     ) -> None:
         attributes = dict(self._attributes.of_client(client))
-        attributes[MESSAGING_OPERATION_NAME] = "poll"
+        attributes[MESSAGING_OPERATION_NAME] = POLL
         attributes[MESSAGING_OPERATION_TYPE] = RECEIVE
         attributes[MESSAGING_BATCH_MESSAGE_COUNT] = count
         if len(topics) == 1:
             attributes[MESSAGING_DESTINATION_NAME] = topics[0]
-            name = f"poll {topics[0]}"
+            name = f"{POLL} {topics[0]}"
         else:
-            name = "poll"
+            name = POLL
         links = [
             Link(span_context)
             for context in incoming
@@ -311,12 +316,14 @@ class KafkaTelemetry:
             name, kind=SpanKind.CLIENT, attributes=attributes, links=links, start_time=started_ns
         ).end()
 
-    def _count_received(self, client: ClientInfo, counts: dict[str, int], started: float) -> None:
+    def _count_received(
+        self, client: ClientInfo, counts: dict[tuple[str, int | None], int], started: float
+    ) -> None:
         duration = time.perf_counter() - started
-        for topic, count in counts.items():
-            receive_attributes = self._attributes.destination(client, topic).receive_metrics
-            self._instruments.consumed_messages.add(count, receive_attributes)
-            self._instruments.operation_duration.record(duration, receive_attributes)
+        for (topic, partition), count in counts.items():
+            if not self.settings.is_excluded(topic):
+                destination = self._attributes.destination(client, topic)
+                destination.in_partition(partition).received(count, duration)
 
 
 class TelemetrySlot:

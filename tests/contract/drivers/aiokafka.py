@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import pytest
 from support.broker import start_private_broker
 
 from contract.drivers.asynchronous import AsyncDriver
 from contract.drivers.base import (
+    CLUSTER_ID,
     Ack,
     CallForm,
     Handled,
@@ -46,6 +47,10 @@ class AIOKafka(AsyncDriver):
     entry_point = "kafka_autotrace_aiokafka"
     acks_on_flush = False  # its sender task acknowledges on its own, maybe before any check
     header_kinds = ("list", "none")  # aiokafka rejects a dict with TypeError
+    missing: ClassVar[Mapping[str, str]] = {
+        CLUSTER_ID: "aiokafka's cluster metadata keeps nothing of the cluster id that metadata "
+        "responses carry, and it has no other way to tell it",
+    }
     call_forms = (
         CallForm("positional", lambda p, t, h: p.send(t, b"v", b"k", None, None, h)),
         CallForm("keyword", lambda p, t, h: p.send(t, value=b"v", key=b"k", headers=h)),

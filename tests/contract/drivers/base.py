@@ -26,6 +26,9 @@ D = TypeVar("D", bound="Driver")
 HEADERS = "headers"
 """Capability: the client's producer carries the caller's headers and adds ``traceparent``."""
 
+CLUSTER_ID = "cluster id"
+"""Capability: the client tells the id of its cluster from the metadata it holds, unasked."""
+
 CLIENT_ID = "contract-producer"
 NOW_MS = int(time.time() * 1000)  # an old timestamp would let retention delete the message
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar
 
 from contract.drivers.asynchronous import AsyncDriver
 from contract.drivers.base import (
+    CLUSTER_ID,
     HEADERS,
     Ack,
     Handled,
@@ -58,6 +59,8 @@ class ConfluentAio(AsyncDriver):
         "raises NotImplementedError when given some and adds none (test_confluent_kafka_aio.py); "
         "the contract tests that need context propagated send with the driver's carrier, "
         "a traced confluent_kafka.Producer",
+        CLUSTER_ID: "the asyncio classes' client runs on executor threads, which a call from "
+        "the event loop could wait for: their cluster id is not read",
     }
 
     def __init__(self, bootstrap: str) -> None:

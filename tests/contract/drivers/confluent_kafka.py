@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from support.processes import free_port
 
 from contract.drivers.base import (
     CLIENT_ID,
+    CLUSTER_ID,
     NOW_MS,
     Ack,
     ConfluentCallForm,
@@ -84,6 +85,14 @@ def _after_one_queued(value: bytes) -> Callable[[Any, str], Any]:
     return call
 
 
+def _lacks_cluster_id() -> bool:
+    try:
+        import confluent_kafka
+    except ImportError:
+        return False
+    return not hasattr(confluent_kafka.Producer, "cluster_id")
+
+
 class ConfluentKafka(Driver):
     """``Producer`` and ``Consumer``: one message by poll(), batches by consume(n)."""
 
@@ -93,6 +102,11 @@ class ConfluentKafka(Driver):
     entry_point = "kafka_autotrace_confluent_kafka"
     acks_on_flush = True
     header_kinds = ("list", "dict", "none")
+    missing: ClassVar[Mapping[str, str]] = (
+        {CLUSTER_ID: "this confluent-kafka has no cluster_id() to read the cached id"}
+        if _lacks_cluster_id()
+        else {}
+    )
     call_forms = (
         ConfluentCallForm("pos", lambda p, t, h, cb: p.produce(t, b"v", b"k", 0, cb, None, 0, h)),
         ConfluentCallForm(

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from kafka_autotrace.clients.confluent.common import (
     TELEMETRY,
+    ClusterIdOfClient,
     ConfluentReceives,
     ConfluentSends,
     ConfluentState,
@@ -65,7 +66,7 @@ def _delivered(
     return None
 
 
-class _Produce(ConfluentSends):
+class _Produce(ClusterIdOfClient, ConfluentSends):
     """``Producer.produce(topic, value, key, partition, callback, on_delivery, timestamp,
     headers)``."""
 
@@ -110,7 +111,11 @@ class _SerializingProduce(_Produce):
     callbacks = ("on_delivery",)
 
 
-_RECEIVE = ReceiveFlow(TELEMETRY, ConfluentReceives())
+class _Receive(ClusterIdOfClient, ConfluentReceives):
+    """A ``Consumer``'s or ``DeserializingConsumer``'s calls."""
+
+
+_RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
 _TRANSACTIONS = TransactionFlow(TELEMETRY, _Produce())
 
 

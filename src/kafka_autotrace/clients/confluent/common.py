@@ -184,6 +184,21 @@ def remember(
         _logger.debug("kafka-autotrace: reading a client configuration failed", exc_info=True)
 
 
+class ClusterIdOfClient:
+    """Mixed in ahead of the adapters of the classes that call librdkafka themselves (not the
+    asyncio ones, whose client runs on executor threads a call from the event loop could wait
+    for): ``cluster_id(0)`` reads the id librdkafka cached from its last metadata response,
+    without a request or a wait, and raises while there is none (in the releases that have the
+    method: 2.16 has it, 2.0 has not). Not ``list_topics()``, a broker round trip that can
+    crash a consumer (librdkafka#4214)."""
+
+    tells_cluster_id = True
+
+    def cluster_id(self, client: Any) -> str | None:
+        read = getattr(client, "cluster_id", None)
+        return read(0) if read is not None else None
+
+
 class ConfluentSends(SendAdapter):
     """Names a failed send as confluent-kafka does: a KafkaException (or subclass) carrying a
     KafkaError gives that error's name as error.type, e.g. ``_MSG_TIMED_OUT``."""
