@@ -1,11 +1,12 @@
 """Where a process span belongs: the producer's context from the headers, the application's
 active span, and the trust setting that chooses between them.
 
-By default the producer's span is the parent, so producer and consumer are one trace, and an
-application span active at that moment is linked; the producer's pipeline origin comes with
-it. In link mode (an untrusted producer must not choose the trace, force sampling or set the
-origin) the ambient context is the parent and the producer only linked; in ignore mode
-headers are not read at all.
+By default the producer's span is the parent, so producer and consumer are one trace, and
+linked too (as the conventions ask of every process span), and an application span active at
+that moment is linked; the producer's pipeline origin comes with it. In link mode (an
+untrusted producer must not choose the trace, force sampling or set the origin) the ambient
+context is the parent and the producer only linked; in ignore mode headers are not read at
+all.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ class Parenting:
             return with_origin(ambient, origin), None
         if self._mode is IncomingContext.LINK:
             return ambient, [Link(remote)]
+        # The conventions: a process span links its message's creation context, also when
+        # that context is its parent, and the span active at that moment beside it.
         active = get_current_span(ambient).get_span_context()
-        links = [Link(active)] if active.is_valid else None
+        links = [Link(remote), Link(active)] if active.is_valid else [Link(remote)]
         if not ambient:
             return incoming, links
         # Ambient values (the application's own context keys) stay; the producer's span and

@@ -122,8 +122,8 @@ def remember(client: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
         _logger.debug("kafka-autotrace: reading a client configuration failed", exc_info=True)
 
 
-class ConfluentSends(SendAdapter):
-    """Names a failed send as confluent-kafka does: a KafkaException (or subclass) carrying a
+class _KafkaErrorNames:
+    """Names a failure as confluent-kafka does: a KafkaException (or subclass) carrying a
     KafkaError gives that error's name as error.type, e.g. ``_MSG_TIMED_OUT``."""
 
     def error_type(self, exception: BaseException) -> tuple[str, str]:
@@ -132,10 +132,14 @@ class ConfluentSends(SendAdapter):
         error = exception.args[0] if exception.args else None
         if isinstance(error, KafkaError):
             return error.name(), error.str()
-        return super().error_type(exception)
+        return super().error_type(exception)  # type: ignore[misc, no-any-return]
 
 
-class ConfluentReceives(ReceiveAdapter):
+class ConfluentSends(_KafkaErrorNames, SendAdapter):
+    """A producer method of confluent-kafka."""
+
+
+class ConfluentReceives(_KafkaErrorNames, ReceiveAdapter):
     """How a confluent-kafka consumer hands out messages: ``poll()`` returns one message, an
     error event or None; ``consume()`` a list of messages and error events."""
 
@@ -143,6 +147,16 @@ class ConfluentReceives(ReceiveAdapter):
 
     def is_record(self, entry: Any) -> bool:
         return entry.error() is None
+
+    def failure(self, entry: Any) -> BaseException | None:
+        """An error event, as the KafkaException it stands for; the end of a partition
+        (``enable.partition.eof``) tells of no failure."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        error = entry.error()
+        if error is None or error.code() == KafkaError._PARTITION_EOF:
+            return None
+        return KafkaException(error)
 
     def batch_lists(self, result: Any) -> Sequence[list[Any]]:
         return (result,) if isinstance(result, list) else ()
