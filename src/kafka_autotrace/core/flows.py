@@ -212,9 +212,7 @@ class ReceiveFlow:
         error_type, description = self._adapter.error_type(exception)
         return Failure(error_type, exception, description)
 
-    def _raised(
-        self, state: ClientState, exception: Exception, started_ns: int, started: float
-    ) -> None:
+    def _raised(self, state: ClientState, exception: Exception, started: float) -> None:
         """Record a receive call that raised (the end of an iteration is no failure)."""
         telemetry = self._slot.telemetry
         if (
@@ -225,11 +223,11 @@ class ReceiveFlow:
             return
         try:
             failure = self._failure(exception)
-            telemetry.record_failed_receive(state.info, failure, started_ns, started)
+            telemetry.record_failed_receive(state.info, failure, started)
         except Exception:
             _logger.debug("kafka-autotrace: recording a failed receive failed", exc_info=True)
 
-    def _enter(self, state: ClientState, entry: Any, started_ns: int, started: float) -> None:
+    def _enter(self, state: ClientState, entry: Any, started: float) -> None:
         """Start the process span of a record the consumer returned and make it current; for
         an error returned in its place, record the failed receive."""
         telemetry = self._slot.telemetry
@@ -249,7 +247,7 @@ class ReceiveFlow:
             exception = adapter.failure(entry)
             if exception is not None:
                 failure = self._failure(exception)
-                telemetry.record_failed_receive(state.info, failure, started_ns, started)
+                telemetry.record_failed_receive(state.info, failure, started)
         except Exception:
             _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
 
@@ -287,7 +285,7 @@ class ReceiveFlow:
             failure = self._returned_failure(lists, kinds)
             if not records:
                 if failure is not None:
-                    telemetry.record_failed_receive(state.info, failure, started_ns, started)
+                    telemetry.record_failed_receive(state.info, failure, started)
                 return result
             if adapter.counts_positions:
                 for record in records:
@@ -325,7 +323,7 @@ class ReceiveFlow:
         state = self._begin(client)
         if state is None:
             return call(*args, **kwargs)
-        started_ns, started = time.time_ns(), time.perf_counter()
+        started = time.perf_counter()
         try:
             if self._suppress_nested:
                 with Suppressed():
@@ -333,9 +331,9 @@ class ReceiveFlow:
             else:
                 entry = call(*args, **kwargs)
         except Exception as exception:
-            self._raised(state, exception, started_ns, started)
+            self._raised(state, exception, started)
             raise
-        self._enter(state, entry, started_ns, started)
+        self._enter(state, entry, started)
         return entry
 
     async def one_async(
@@ -348,7 +346,7 @@ class ReceiveFlow:
         state = self._begin(client)
         if state is None:
             return await call(*args, **kwargs)
-        started_ns, started = time.time_ns(), time.perf_counter()
+        started = time.perf_counter()
         try:
             if self._suppress_nested:
                 with Suppressed():
@@ -356,9 +354,9 @@ class ReceiveFlow:
             else:
                 entry = await call(*args, **kwargs)
         except Exception as exception:
-            self._raised(state, exception, started_ns, started)
+            self._raised(state, exception, started)
             raise
-        self._enter(state, entry, started_ns, started)
+        self._enter(state, entry, started)
         return entry
 
     def batch(
@@ -376,7 +374,7 @@ class ReceiveFlow:
         try:
             result = call(*args, **kwargs)
         except Exception as exception:
-            self._raised(state, exception, started_ns, started)
+            self._raised(state, exception, started)
             raise
         return self._traced_batch(state, result, started_ns, started)
 
@@ -394,7 +392,7 @@ class ReceiveFlow:
         try:
             result = await call(*args, **kwargs)
         except Exception as exception:
-            self._raised(state, exception, started_ns, started)
+            self._raised(state, exception, started)
             raise
         return self._traced_batch(state, result, started_ns, started)
 

@@ -297,16 +297,17 @@ class KafkaTelemetry:
                 links.append(Link(span_context, attributes))
         return links
 
-    def record_failed_receive(
-        self, client: ClientInfo, failure: Failure, started_ns: int, started: float
-    ) -> None:
+    def record_failed_receive(self, client: ClientInfo, failure: Failure, started: float) -> None:
         """Emit the ``poll`` span of a receive call that raised or returned an error and no
-        record, failed, and measure the call with its ``error.type``."""
+        record, failed, and measure the call with its ``error.type``. ``started`` is the perf
+        counter at the call: the wall clock is read only for a failure."""
         if self._sdk.idle():
             return
+        duration = time.perf_counter() - started
+        started_ns = time.time_ns() - int(duration * 1e9)
         self._poll_span(client, [], None, [], started_ns, failure)
         self._instruments.operation_duration.record(
-            time.perf_counter() - started,
+            duration,
             {**metric_attributes(client, RECEIVE, None), ERROR_TYPE: failure.error_type},
         )
 
