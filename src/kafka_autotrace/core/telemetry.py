@@ -197,8 +197,9 @@ class KafkaTelemetry:
             headers = getter.headers(record)
         if incoming is None:
             incoming = self._parenting.incoming(headers)
-        parent, links = self._parenting.parent_and_links(incoming)
-        if self._sdk.idle():
+        idle = self._sdk.idle()
+        parent, links = self._parenting.parent_and_links(incoming, linked=not idle)
+        if idle:
             return self._pass_process_through(record, parent)
         destination = self._attributes.destination(client, topic)
         span = self._tracer.start_span(
