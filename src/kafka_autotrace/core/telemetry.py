@@ -45,6 +45,7 @@ from kafka_autotrace.core.client import ClientInfo, ClientState
 from kafka_autotrace.core.failures import Failure, record_failure
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.lag import LagReader
+from kafka_autotrace.core.links import RecordLink
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
 from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_origin
@@ -282,20 +283,16 @@ class KafkaTelemetry:
     ) -> list[Link]:
         """A link per record to its producer, with the record's partition, offset, key (when
         captured) and, in a batch of several topics, topic: the conventions put what varies
-        per message of a batch on its links."""
-        links = []
+        per message of a batch on its links. Read only for a span that records."""
+        links: list[Link] = []
         for record, context in zip(records, incoming):
             if context is None:
                 continue
             span_context = get_current_span(context).get_span_context()
             if span_context.is_valid:
-                attributes = self._attributes.link(
-                    getter.partition(record),
-                    getter.offset(record),
-                    getter.key(record),
-                    getter.topic(record) if several_topics else None,
+                links.append(
+                    RecordLink(span_context, record, getter, self._attributes, several_topics)
                 )
-                links.append(Link(span_context, attributes))
         return links
 
     def record_failed_receive(self, client: ClientInfo, failure: Failure, started: float) -> None:
