@@ -33,6 +33,7 @@ from support.spans import one, parent_id
 
 from contract.drivers.base import HEADERS, Driver
 from kafka_autotrace import Settings
+from kafka_autotrace.core.attributes import AttributeBuilder
 
 NOT_UTF8 = b"\xff\xfe-key"
 
@@ -216,3 +217,24 @@ def test_a_receive_that_fails_leaves_a_failed_poll_span_and_duration(
     durations = sdk.metric_points("messaging.client.operation.duration")
     failures = [point for point in durations if ERROR_TYPE in point.attributes]
     assert [(point.attributes[ERROR_TYPE], point.count) for point in failures] == [(error_type, 1)]
+
+
+def test_a_poll_span_the_sampler_drops_reads_no_record_for_its_links(
+    driver: Driver, sdk: RecordingSdk, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver.carrier.send(topic, b"v", b"k")
+    built: list[object] = []
+    original = AttributeBuilder.link
+
+    def counted(self: AttributeBuilder, *args: Any) -> Any:
+        built.append(args)
+        return original(self, *args)
+
+    monkeypatch.setattr(AttributeBuilder, "link", counted)
+    sdk.sampler.decide(sampled=False)
+    driver.read(topic, "batch")
+    assert not sdk.spans("poll")
+    assert built == []
+    sdk.sampler.decide(sampled=True)
+    driver.read(topic, "batch")
+    assert len(one(sdk.spans("poll")).links) == len(built) == 1
