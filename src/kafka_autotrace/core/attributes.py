@@ -140,8 +140,8 @@ class Destination:
         self._pipeline_age = instruments.pipeline_age
         self._process_duration = instruments.process_duration
         self._pipeline_metrics: dict[str, Attributes] = {}
-        self._send_partitions: dict[int, Attributes] = {}
-        self._process_partitions: dict[int, Attributes] = {}
+        self._send_partitions: dict[object, Attributes] = {}
+        self._process_partitions: dict[object, Attributes] = {}
 
     def send_start(self, partition: object) -> Attributes:
         """A send span's start attributes, with the partition when the application chose it."""
@@ -149,7 +149,10 @@ class Destination:
 
     def process_start(self, partition: object) -> Attributes:
         """A process span's start attributes, with its record's partition."""
-        return _at_partition(self._process_partitions, self.process_attributes, partition)
+        attributes = self._process_partitions.get(partition)  # inlined: once per message
+        if attributes is None:
+            attributes = _at_partition(self._process_partitions, self.process_attributes, partition)
+        return attributes
 
     def _pipeline_attributes(self, origin: str) -> Attributes:
         """The attributes of a pipeline age measured here for a pipeline begun on ``origin``,
@@ -189,7 +192,9 @@ class Destination:
         self._process_duration.record(elapsed, self.process_metrics)
 
 
-def _at_partition(memo: dict[int, Attributes], start: Attributes, partition: object) -> Attributes:
+def _at_partition(
+    memo: dict[object, Attributes], start: Attributes, partition: object
+) -> Attributes:
     """``start`` with ``messaging.destination.partition.id``, which a sampler may decide on,
     when the partition is known: made once per partition (in ``memo``), so that a message
     costs a lookup."""

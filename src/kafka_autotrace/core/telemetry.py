@@ -127,7 +127,9 @@ class KafkaTelemetry:
         span = self._tracer.start_span(
             destination.send_name,
             kind=SpanKind.PRODUCER if propagated else SpanKind.CLIENT,
-            attributes=destination.send_start(partition),
+            attributes=destination.send_attributes
+            if partition is None
+            else destination.send_start(partition),
         )
         if span.is_recording():
             attributes = self._attributes.message(key, value, headers)
