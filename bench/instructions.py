@@ -1,10 +1,11 @@
-"""Instructions per message of the kafka-python send and iteration wrappers, counted by
+"""Instructions per message of the kafka-python send, iteration and poll() wrappers, counted by
 callgrind: a figure that does not move with the machine's load, to compare two trees.
 
     python bench/instructions.py                        # this tree
     python bench/instructions.py --reference OLD/src    # and another, side by side
 
-Each case runs the instrumented ``KafkaProducer.send`` or ``KafkaConsumer.__next__`` around a
+Each case runs the instrumented ``KafkaProducer.send``, ``KafkaConsumer.__next__`` or
+``KafkaConsumer.poll`` (batches of 10 records, iterated as an application does) around a
 stand-in for the client's own method (no broker: the wrappers' cost, not the client's), in a
 fresh interpreter under ``valgrind --tool=callgrind``, for N and for 2N messages; the difference
 divided by N is the cost of one message, start-up excluded. Set-ups: ``production``
@@ -109,8 +110,17 @@ def next_(self):
     return Record("orders", 0, 7, 1700000000000, b"k", b"v", next_headers())
 
 
+BATCH = 10
+PARTITION = kafka.TopicPartition("orders", 0)
+
+
+def poll(self, timeout_ms=0, max_records=None, update_offsets=True):
+    return {PARTITION: [next_(self) for _ in range(BATCH)]}
+
+
 kafka.KafkaProducer.send = send
 kafka.KafkaConsumer.__next__ = next_
+kafka.KafkaConsumer.poll = poll
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 
 KafkaPythonInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -119,11 +129,18 @@ if operation == "produce":
     client.config = {"bootstrap_servers": "127.0.0.1:9092", "client_id": "bench"}
     for _ in range(count):
         client.send("orders", b"v", b"k")
-else:
+elif operation == "consume":
     client = kafka.KafkaConsumer.__new__(kafka.KafkaConsumer)
     client.config = {"bootstrap_servers": "127.0.0.1:9092", "group_id": "bench"}
     for _ in range(count):
         next(client)
+else:
+    client = kafka.KafkaConsumer.__new__(kafka.KafkaConsumer)
+    client.config = {"bootstrap_servers": "127.0.0.1:9092", "group_id": "bench"}
+    for _ in range(count // BATCH):
+        for records in client.poll().values():
+            for record in records:
+                pass
 measurements = 0
 if reader is not None:
     for resource in reader.get_metrics_data().resource_metrics:
@@ -135,7 +152,7 @@ if reader is not None:
 print(measurements)
 """
 SETUPS = ("production", "nosdk", "unsampled", "sampled")
-OPERATIONS = ("produce", "consume")
+OPERATIONS = ("produce", "consume", "poll")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
@@ -191,6 +208,9 @@ def main() -> None:
     parser.add_argument(
         "--setup", choices=SETUPS, action="append", help="only this set-up (repeatable)"
     )
+    parser.add_argument(
+        "--operation", choices=OPERATIONS, action="append", help="only this one (repeatable)"
+    )
     args = parser.parse_args()
     here = Path(__file__).resolve().parents[1] / "src"
     columns = ["this tree", "histograms/msg"]
@@ -198,7 +218,7 @@ def main() -> None:
         columns += ["reference", "histograms/msg", "ratio"]
     print("| operation | set-up | " + " | ".join(columns) + " |")
     print("|---|---|" + "--:|" * len(columns))
-    for operation in OPERATIONS:
+    for operation in args.operation or OPERATIONS:
         for setup in args.setup or SETUPS:
             now, histograms = per_message(here, setup, operation, args.messages)
             cells = [f"{now:,.0f}", f"{histograms:.2f}"]

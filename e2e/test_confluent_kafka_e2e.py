@@ -170,7 +170,7 @@ def test_an_undeliverable_message_gives_an_error_span_and_the_callback_still_get
     [span] = named(spans, "send orders")
     assert span.status_code == "ERROR"
     assert span.attributes["error.type"] == "_MSG_TIMED_OUT"
-    assert [event.name for event in span.events] == ["exception"]
+    assert [event.name for event in span.events] == ["messaging.send.exception"]
 
 
 def test_an_asyncio_consumer_app_continues_the_producers_traces(

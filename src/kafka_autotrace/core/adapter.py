@@ -91,6 +91,18 @@ class _ClientAdapter:
         (never a call that waits for the broker); None while it has none."""
         return None
 
+    def error_type(self, exception: BaseException) -> tuple[str, str]:
+        """``error.type`` and the status description for a failed send or receive.
+
+        Runs on the path that re-raises the application's exception, so even an exception
+        whose ``__str__`` raises must not replace it.
+        """
+        try:
+            description = str(exception)
+        except Exception:
+            description = ""
+        return type(exception).__qualname__, description
+
 
 class SendAdapter(_ClientAdapter):
     """How one producer method of a client library is called and answered.
@@ -116,18 +128,6 @@ class SendAdapter(_ClientAdapter):
     def rejected_result(self, result: Any) -> bool:
         """The same for a library that reports a rejected call through its result."""
         return False
-
-    def error_type(self, exception: BaseException) -> tuple[str, str]:
-        """``error.type`` and the status description for a failed send.
-
-        Runs on the path that re-raises the application's exception, so even an exception
-        whose ``__str__`` raises must not replace it.
-        """
-        try:
-            description = str(exception)
-        except Exception:
-            description = ""
-        return type(exception).__qualname__, description
 
     def failed(self, pending: Send, exception: BaseException) -> None:
         """End ``pending`` for ``exception``, named as this library names its errors."""
@@ -163,6 +163,11 @@ class ReceiveAdapter(_ClientAdapter):
     def is_record(self, entry: Any) -> bool:
         """Whether something a consumer returned is a record (not None or an error event)."""
         return True
+
+    def failure(self, entry: Any) -> BaseException | None:
+        """An error a consumer returned in place of a record (not :meth:`is_record`), as the
+        exception that names it; None for entries that tell of no failure."""
+        return None
 
     def batch_lists(self, result: Any) -> Sequence[list[Any]]:
         """The lists of entries a batch call returned, in order; empty when none can be traced."""

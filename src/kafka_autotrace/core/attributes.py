@@ -20,6 +20,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_PARTITION_ID,
     MESSAGING_KAFKA_MESSAGE_KEY,
     MESSAGING_KAFKA_MESSAGE_TOMBSTONE,
+    MESSAGING_KAFKA_OFFSET,
     MESSAGING_MESSAGE_BODY_SIZE,
     MESSAGING_OPERATION_NAME,
     MESSAGING_OPERATION_TYPE,
@@ -135,7 +136,9 @@ class Destination:
         "_pipeline_age",
         "_pipeline_metrics",
         "_process_duration",
+        "_process_partitions",
         "_record_age",
+        "_send_partitions",
         "_sent_messages",
         "_shared",
         "client",
@@ -182,6 +185,19 @@ class Destination:
         self._pipeline_age = instruments.pipeline_age
         self._process_duration = instruments.process_duration
         self._pipeline_metrics: dict[str, Attributes] = {}
+        self._send_partitions: dict[object, Attributes] = {}
+        self._process_partitions: dict[object, Attributes] = {}
+
+    def send_start(self, partition: object) -> Attributes:
+        """A send span's start attributes, with the partition when the application chose it."""
+        return _at_partition(self._send_partitions, self.send_attributes, partition)
+
+    def process_start(self, partition: object) -> Attributes:
+        """A process span's start attributes, with its record's partition."""
+        attributes = self._process_partitions.get(partition)  # inlined: once per message
+        if attributes is None:
+            attributes = _at_partition(self._process_partitions, self.process_attributes, partition)
+        return attributes
 
     def in_partition(self, partition: int | None) -> Destination:
         """The destination whose measurements name ``partition``, when the settings ask for
@@ -208,11 +224,15 @@ class Destination:
         self._operation_duration.record(elapsed, timed)
         self._sent_messages.add(1, counted)
 
-    def received(self, count: int, elapsed: float) -> None:
+    def received(self, count: int, elapsed: float, error_type: str | None = None) -> None:
         """Count the ``count`` records of this destination a receive call returned, and
-        record how long the call took."""
+        record how long the call took (with the ``error_type`` of an error it returned beside
+        them)."""
         self._consumed_messages.add(count, self.receive_metrics)
-        self._operation_duration.record(elapsed, self.receive_duration_metrics)
+        timed = self.receive_duration_metrics
+        if error_type is not None:
+            timed = {**timed, ERROR_TYPE: error_type}
+        self._operation_duration.record(elapsed, timed)
 
     def _pipeline_attributes(self, origin: str) -> Attributes:
         """The attributes of a pipeline age measured here for a pipeline begun on ``origin``,
@@ -250,6 +270,22 @@ class Destination:
     def processed(self, elapsed: float) -> None:
         """Record how long a record of this destination was being processed."""
         self._process_duration.record(elapsed, self.process_metrics)
+
+
+def _at_partition(
+    memo: dict[object, Attributes], start: Attributes, partition: object
+) -> Attributes:
+    """``start`` with ``messaging.destination.partition.id``, which a sampler may decide on,
+    when the partition is known: made once per partition (in ``memo``), so that a message
+    costs a lookup."""
+    if not isinstance(partition, int) or partition < 0:
+        return start
+    attributes = memo.get(partition)
+    if attributes is None:
+        attributes = remember(
+            memo, partition, {**start, MESSAGING_DESTINATION_PARTITION_ID: str(partition)}
+        )
+    return attributes
 
 
 class AttributeBuilder:
@@ -310,6 +346,21 @@ class AttributeBuilder:
             self._add_headers(attributes, headers)
         return attributes
 
+    def link(self, partition: object, offset: object, key: object, topic: str | None) -> Attributes:
+        """What a batch span's link to one record's producer carries of that record."""
+        attributes: Attributes = {}
+        if topic is not None:
+            attributes[MESSAGING_DESTINATION_NAME] = topic
+        if isinstance(partition, int):
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        if isinstance(offset, int):
+            attributes[MESSAGING_KAFKA_OFFSET] = offset
+        if self._settings.capture_key and key is not None:
+            text = key_attribute(key)
+            if text is not None:
+                attributes[MESSAGING_KAFKA_MESSAGE_KEY] = text
+        return attributes
+
     def _add_headers(self, attributes: Attributes, headers: object) -> None:
         captures = self._settings.captures_header
         captured: dict[str, list[str]] = {}
@@ -323,12 +374,16 @@ class AttributeBuilder:
 
 
 def key_attribute(key: object) -> str | None:
-    """The key as the ``messaging.kafka.message.key`` string, None for keys with no safe text
-    form (arbitrary objects are not ``str()``-ed: that can be slow or raise)."""
+    """The key as the ``messaging.kafka.message.key`` string, None for keys with no canonical
+    text form: bytes that are not UTF-8, and arbitrary objects (not ``str()``-ed: that can be
+    slow or raise)."""
     if isinstance(key, str):
         return key
     if isinstance(key, (bytes, bytearray, memoryview)):
-        return bytes(key).decode("utf-8", errors="replace")
+        try:
+            return bytes(key).decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # no canonical text: left out, as the conventions ask
     if isinstance(key, (int, float)) and not isinstance(key, bool):
         return str(key)
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -17,6 +18,7 @@ from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, RecordGetter
 from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
 from kafka_autotrace.core.client import ClientState, keep_state, state_of
+from kafka_autotrace.core.failures import Failure
 from kafka_autotrace.core.gaps import mark_span, watch
 from kafka_autotrace.core.rebalance import note_change
 from kafka_autotrace.core.scope import Suppressed, is_suppressed
@@ -120,7 +122,13 @@ class SendFlow:
             if state.cluster_due is not None:
                 _learn_cluster_id(client, state, adapter)
             topic, key, value, partition, headers = adapter.shape.message(args, kwargs)
-            pending = telemetry.start_send(state.info, topic, key, value, partition, headers)
+            # Asked first: a send whose context the message cannot carry is a CLIENT span.
+            extended = (
+                adapter.extendable(client, headers) if telemetry.settings.propagate else UNTOUCHED
+            )
+            pending = telemetry.start_send(
+                state.info, topic, key, value, partition, headers, extended is not UNTOUCHED
+            )
         except Exception:
             _logger.debug("kafka-autotrace: starting a send span failed", exc_info=True)
             return None
@@ -130,9 +138,6 @@ class SendFlow:
             pending.transaction = state.transaction
         send = _SendCall(pending, (args, kwargs), False)
         try:
-            extended = (
-                adapter.extendable(client, headers) if telemetry.settings.propagate else UNTOUCHED
-            )
             if extended is not UNTOUCHED:
                 traced = telemetry.headers_for(pending, extended)
                 send.arguments = adapter.shape.replace(args, kwargs, "headers", traced)
@@ -305,14 +310,37 @@ class ReceiveFlow:
         if telemetry is not None:
             telemetry.stop_reporting_lag(client)
 
-    def _enter(self, client: object, state: ClientState, entry: Any) -> None:
-        """Start the process span of a record the consumer returned and make it current."""
+    def _failure(self, exception: BaseException) -> Failure:
+        """``exception`` named as the client library names its errors."""
+        error_type, description = self._adapter.error_type(exception)
+        return Failure(error_type, exception, description)
+
+    def _raised(self, state: ClientState, exception: Exception, started: float) -> None:
+        """Record a receive call that raised (the end of an iteration is no failure)."""
+        telemetry = self._slot.telemetry
+        if (
+            telemetry is None
+            or not is_instrumentation_enabled()
+            or isinstance(exception, (StopIteration, StopAsyncIteration))
+        ):
+            return
+        try:
+            failure = self._failure(exception)
+            telemetry.record_failed_receive(state.info, failure, started)
+        except Exception:
+            _logger.debug("kafka-autotrace: recording a failed receive failed", exc_info=True)
+
+    def _enter(self, client: object, state: ClientState, entry: Any, started: float) -> None:
+        """Start the process span of a record the consumer returned and make it current; for
+        an error returned in its place, record the failed receive."""
         telemetry = self._slot.telemetry
         if telemetry is None or not is_instrumentation_enabled():
             return
         adapter = self._adapter
         try:
-            if entry is not None and adapter.is_record(entry):
+            if entry is None:
+                return
+            if adapter.is_record(entry):
                 if adapter.counts_positions:
                     _hand(state, adapter.getter, entry)
                 watch(telemetry, state, adapter, client, entry)
@@ -322,8 +350,25 @@ class ReceiveFlow:
                     state.scopes.enter(scope)
                 if state.gaps.marks:  # this record's, left where it has no span
                     state.gaps.marks.clear()
+                return
+            exception = adapter.failure(entry)
+            if exception is not None:
+                failure = self._failure(exception)
+                telemetry.record_failed_receive(state.info, failure, started)
         except Exception:
             _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)
+
+    def _returned_failure(
+        self, lists: Sequence[list[Any]], kinds: list[list[bool]]
+    ) -> Failure | None:
+        """The first error a batch call returned among its entries, if any."""
+        for entries, are_records in zip(lists, kinds):
+            if False in are_records:
+                for entry, is_record in zip(entries, are_records):
+                    exception = None if is_record else self._adapter.failure(entry)
+                    if exception is not None:
+                        return self._failure(exception)
+        return None
 
     def _traced_batch(
         self, client: object, state: ClientState, result: Any, started_ns: int, started: float
@@ -344,7 +389,10 @@ class ReceiveFlow:
                 for entry, is_record in zip(entries, are_records)
                 if is_record
             ]
+            failure = self._returned_failure(lists, kinds)
             if not records:
+                if failure is not None:
+                    telemetry.record_failed_receive(state.info, failure, started)
                 return result
             if adapter.counts_positions:
                 for record in records:
@@ -353,7 +401,9 @@ class ReceiveFlow:
             for record in records:
                 watch(telemetry, state, adapter, client, record)
             incoming = iter(
-                telemetry.record_poll(records, adapter.getter, state.info, started_ns, started)
+                telemetry.record_poll(
+                    records, adapter.getter, state.info, started_ns, started, failure
+                )
             )
             if not telemetry.settings.batch_process_spans:
                 return result
@@ -383,13 +433,19 @@ class ReceiveFlow:
         state = self._begin(client)
         if state is None:
             return call(*args, **kwargs)
-        if self._suppress_nested:
-            with Suppressed():
+        started = time.perf_counter()
+        try:
+            if self._suppress_nested:
+                with Suppressed():
+                    entry = call(*args, **kwargs)
+            else:
                 entry = call(*args, **kwargs)
-        else:
-            entry = call(*args, **kwargs)
-        self._returned(client, state)
-        self._enter(client, state, entry)
+        except Exception as exception:
+            self._raised(state, exception, started)
+            raise
+        finally:
+            self._returned(client, state)
+        self._enter(client, state, entry, started)
         return entry
 
     async def one_async(
@@ -402,13 +458,19 @@ class ReceiveFlow:
         state = self._begin(client)
         if state is None:
             return await call(*args, **kwargs)
-        if self._suppress_nested:
-            with Suppressed():
+        started = time.perf_counter()
+        try:
+            if self._suppress_nested:
+                with Suppressed():
+                    entry = await call(*args, **kwargs)
+            else:
                 entry = await call(*args, **kwargs)
-        else:
-            entry = await call(*args, **kwargs)
-        self._returned(client, state)
-        self._enter(client, state, entry)
+        except Exception as exception:
+            self._raised(state, exception, started)
+            raise
+        finally:
+            self._returned(client, state)
+        self._enter(client, state, entry, started)
         return entry
 
     def batch(
@@ -421,10 +483,15 @@ class ReceiveFlow:
         """A call that returns a batch of records."""
         state = self._begin(client)
         started_ns, started = time.time_ns(), time.perf_counter()
-        result = call(*args, **kwargs)
         if state is None:
-            return result
-        self._returned(client, state)
+            return call(*args, **kwargs)
+        try:
+            result = call(*args, **kwargs)
+        except Exception as exception:
+            self._raised(state, exception, started)
+            raise
+        finally:
+            self._returned(client, state)
         return self._traced_batch(client, state, result, started_ns, started)
 
     async def batch_async(
@@ -436,10 +503,15 @@ class ReceiveFlow:
     ) -> Any:
         state = self._begin(client)
         started_ns, started = time.time_ns(), time.perf_counter()
-        result = await call(*args, **kwargs)
         if state is None:
-            return result
-        self._returned(client, state)
+            return await call(*args, **kwargs)
+        try:
+            result = await call(*args, **kwargs)
+        except Exception as exception:
+            self._raised(state, exception, started)
+            raise
+        finally:
+            self._returned(client, state)
         return self._traced_batch(client, state, result, started_ns, started)
 
     def close(

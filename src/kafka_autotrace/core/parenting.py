@@ -1,11 +1,12 @@
 """Where a process span belongs: the producer's context from the headers, the application's
 active span, and the trust setting that chooses between them.
 
-By default the producer's span is the parent, so producer and consumer are one trace, and an
-application span active at that moment is linked; the producer's pipeline origin comes with
-it. In link mode (an untrusted producer must not choose the trace, force sampling or set the
-origin) the ambient context is the parent and the producer only linked; in ignore mode
-headers are not read at all.
+By default the producer's span is the parent, so producer and consumer are one trace, and
+linked too (as the conventions ask of every process span), and an application span active at
+that moment is linked; the producer's pipeline origin comes with it. In link mode (an
+untrusted producer must not choose the trace, force sampling or set the origin) the ambient
+context is the parent and the producer only linked; in ignore mode headers are not read at
+all.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ class Parenting:
             return None
         return extract_context(headers)
 
-    def parent_and_links(self, incoming: Context | None) -> tuple[Context, list[Link] | None]:
-        """The parent context of a process span and its links."""
+    def parent_and_links(
+        self, incoming: Context | None, linked: bool = True
+    ) -> tuple[Context, list[Link] | None]:
+        """The parent context of a process span and its links (none unless ``linked``: with
+        no SDK, nothing would record them)."""
         ambient = otel_context.get_current()
         if incoming is None:
             return ambient, None
@@ -46,9 +50,13 @@ class Parenting:
                 return ambient, None
             return with_origin(ambient, origin), None
         if self._mode is IncomingContext.LINK:
-            return ambient, [Link(remote)]
-        active = get_current_span(ambient).get_span_context()
-        links = [Link(active)] if active.is_valid else None
+            return ambient, [Link(remote)] if linked else None
+        links = None
+        if linked:
+            # The conventions: a process span links its message's creation context, also when
+            # that context is its parent, and the span active at that moment beside it.
+            active = get_current_span(ambient).get_span_context()
+            links = [Link(remote), Link(active)] if active.is_valid else [Link(remote)]
         if not ambient:
             return incoming, links
         # Ambient values (the application's own context keys) stay; the producer's span and

@@ -10,10 +10,10 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_DESTINATION_PARTITION_ID,
     MESSAGING_KAFKA_OFFSET,
 )
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
-from kafka_autotrace.core.attributes import Attributes, Destination
+from kafka_autotrace.core.attributes import SEND, Attributes, Destination
+from kafka_autotrace.core.failures import record_failure
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.outcome import Transaction
 from kafka_autotrace.core.pipeline import Origin
@@ -104,10 +104,7 @@ class PendingSend:
             return
         try:
             if self.span.is_recording():
-                self.span.set_attribute(ERROR_TYPE, error_type)
-                self.span.set_status(Status(StatusCode.ERROR, description))
-                if exception is not None:
-                    self.span.record_exception(exception)
+                record_failure(self.span, SEND, error_type, exception, description)
         except Exception:
             _logger.debug("recording a send failure failed", exc_info=True)
         try:

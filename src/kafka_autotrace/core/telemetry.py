@@ -17,11 +17,11 @@ from opentelemetry.metrics import Meter
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_BATCH_MESSAGE_COUNT,
     MESSAGING_DESTINATION_NAME,
-    MESSAGING_DESTINATION_PARTITION_ID,
     MESSAGING_KAFKA_OFFSET,
     MESSAGING_OPERATION_NAME,
     MESSAGING_OPERATION_TYPE,
 )
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -40,12 +40,15 @@ from kafka_autotrace.core.attributes import (
     RECEIVE,
     AttributeBuilder,
     Attributes,
+    metric_attributes,
 )
 from kafka_autotrace.core.client import ClientInfo, ClientState
 from kafka_autotrace.core.client_metrics import FigureReader
+from kafka_autotrace.core.failures import Failure, record_failure
 from kafka_autotrace.core.gaps import Skipped, skipped_attributes
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.lag import LagReader
+from kafka_autotrace.core.links import RecordLink
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
 from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_origin
@@ -109,9 +112,12 @@ class KafkaTelemetry:
         value: object,
         partition: object,
         headers: object,
+        propagated: bool = True,
     ) -> Send | None:
         """Start the ``send {topic}`` span in the current context; None for excluded topics
-        and for a pass-through with nothing to carry."""
+        and for a pass-through with nothing to carry. ``propagated`` says whether its context
+        goes into the message: only then is it the message's creation context, kind PRODUCER;
+        otherwise it is a CLIENT span, as the conventions ask."""
         if not isinstance(topic, str) or self.settings.is_excluded(topic):
             return None
         if self._sdk.idle():
@@ -123,12 +129,14 @@ class KafkaTelemetry:
             pending.origin = origin_in()
             return pending
         span = self._spans.start(
-            destination.send_name, kind=SpanKind.PRODUCER, attributes=destination.send_attributes
+            destination.send_name,
+            kind=SpanKind.PRODUCER if propagated else SpanKind.CLIENT,
+            attributes=destination.send_attributes
+            if partition is None
+            else destination.send_start(partition),
         )
         if span.is_recording():
             attributes = self._attributes.message(key, value, headers)
-            if isinstance(partition, int) and partition >= 0:
-                attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
             if attributes:
                 span.set_attributes(attributes)
         if self._produce_hook is not None:
@@ -213,15 +221,16 @@ class KafkaTelemetry:
             headers = getter.headers(record)
         if incoming is None:
             incoming = self._parenting.incoming(headers)
-        parent, links = self._parenting.parent_and_links(incoming)
-        if self._sdk.idle():
+        idle = self._sdk.idle()
+        parent, links = self._parenting.parent_and_links(incoming, linked=not idle)
+        if idle:
             return self._pass_process_through(record, parent)
         destination = self._attributes.destination(client, topic)
         span = self._spans.start(
             destination.process_name,
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes=destination.process_attributes,
+            attributes=destination.process_start(getter.partition(record)),
             links=links,
         )
         if self.settings.metric_partitions:
@@ -244,9 +253,6 @@ class KafkaTelemetry:
     ) -> Attributes:
         """What a recording process span gets of its record."""
         attributes = self._attributes.message(getter.key(record), getter.value(record), headers)
-        partition = getter.partition(record)
-        if partition is not None:
-            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
         offset = getter.offset(record)
         if offset is not None:
             attributes[MESSAGING_KAFKA_OFFSET] = offset
@@ -267,12 +273,15 @@ class KafkaTelemetry:
         client: ClientInfo,
         started_ns: int,
         started: float,
+        failure: Failure | None = None,
     ) -> list[Context | None]:
         """Emit the ``poll`` span of a batch call that returned ``records`` and count them.
 
         The span runs from the call (``started_ns``, wall clock for the span and ``started``,
-        perf counter for the metric) to now and links every record's producer. Returns the
-        incoming contexts, one per record, for the records' process spans to reuse.
+        perf counter for the metric) to now and links every record's producer, each link
+        with what varies per record. ``failure``: an error the call returned beside the
+        records. Returns the incoming contexts, one per record, for the records' process
+        spans to reuse.
         """
         incoming = [self._parenting.incoming(getter.headers(record)) for record in records]
         if self._sdk.idle():
@@ -285,45 +294,90 @@ class KafkaTelemetry:
             counts[where] = counts.get(where, 0) + 1
         topics = sorted({topic for topic, _ in counts})
         if any(not self.settings.is_excluded(topic) for topic in topics):
-            self._poll_span(client, topics, len(records), incoming, started_ns)
-            self._count_received(client, counts, started)
+            links = self._poll_links(records, getter, incoming, len(topics) > 1)
+            self._poll_span(client, topics, len(records), links, started_ns, failure)
+            self._count_received(client, counts, started, failure)
         return incoming
+
+    def _poll_links(
+        self,
+        records: Sequence[RecordT],
+        getter: RecordGetter[RecordT],
+        incoming: list[Context | None],
+        several_topics: bool,
+    ) -> list[Link]:
+        """A link per record to its producer, with the record's partition, offset, key (when
+        captured) and, in a batch of several topics, topic: the conventions put what varies
+        per message of a batch on its links. Read only for a span that records."""
+        links: list[Link] = []
+        for record, context in zip(records, incoming):
+            if context is None:
+                continue
+            span_context = get_current_span(context).get_span_context()
+            if span_context.is_valid:
+                links.append(
+                    RecordLink(span_context, record, getter, self._attributes, several_topics)
+                )
+        return links
+
+    def record_failed_receive(self, client: ClientInfo, failure: Failure, started: float) -> None:
+        """Emit the ``poll`` span of a receive call that raised or returned an error and no
+        record, failed, and measure the call with its ``error.type``. ``started`` is the perf
+        counter at the call: the wall clock is read only for a failure."""
+        if self._sdk.idle():
+            return
+        duration = time.perf_counter() - started
+        started_ns = time.time_ns() - int(duration * 1e9)
+        self._poll_span(client, [], None, [], started_ns, failure)
+        self._instruments.operation_duration.record(
+            duration,
+            {
+                **metric_attributes(client, POLL, None, None, RECEIVE),
+                ERROR_TYPE: failure.error_type,
+            },
+        )
 
     def _poll_span(
         self,
         client: ClientInfo,
         topics: list[str],
-        count: int,
-        incoming: list[Context | None],
+        count: int | None,
+        links: list[Link],
         started_ns: int,
+        failure: Failure | None,
     ) -> None:
         attributes = dict(self._attributes.of_client(client))
         attributes[MESSAGING_OPERATION_NAME] = POLL
         attributes[MESSAGING_OPERATION_TYPE] = RECEIVE
-        attributes[MESSAGING_BATCH_MESSAGE_COUNT] = count
+        if count is not None:
+            attributes[MESSAGING_BATCH_MESSAGE_COUNT] = count
         if len(topics) == 1:
             attributes[MESSAGING_DESTINATION_NAME] = topics[0]
             name = f"{POLL} {topics[0]}"
         else:
             name = POLL
-        links = [
-            Link(span_context)
-            for context in incoming
-            if context is not None
-            and (span_context := get_current_span(context).get_span_context()).is_valid
-        ]
-        self._spans.start(
+        span = self._spans.start(
             name, kind=SpanKind.CLIENT, attributes=attributes, links=links, start_time=started_ns
-        ).end()
+        )
+        if failure is not None and span.is_recording():
+            record_failure(
+                span, RECEIVE, failure.error_type, failure.exception, failure.description
+            )
+        span.end()
 
     def _count_received(
-        self, client: ClientInfo, counts: dict[tuple[str, int | None], int], started: float
+        self,
+        client: ClientInfo,
+        counts: dict[tuple[str, int | None], int],
+        started: float,
+        failure: Failure | None,
     ) -> None:
         duration = time.perf_counter() - started
+        error_type = None if failure is None else failure.error_type
         for (topic, partition), count in counts.items():
             if not self.settings.is_excluded(topic):
                 destination = self._attributes.destination(client, topic)
-                destination.in_partition(partition).received(count, duration)
+                destination.in_partition(partition).received(count, duration, error_type)
 
 
 class TelemetrySlot:

@@ -102,6 +102,10 @@ class AIOKafka(AsyncDriver):
 
         return lambda: self.run(_aiokafka_ack(acked()))
 
+    def send_to_partition(self, topic: str, value: bytes, partition: int) -> Ack:
+        producer = self._shared_producer()
+        return self.run(_aiokafka_ack(producer.send(topic, value, partition=partition)))
+
     def send_form(self, topic: str, form: CallForm, headers: Any) -> Ack:
         return self.run(_aiokafka_ack(form.call(self._shared_producer(), topic, headers)))
 
@@ -158,6 +162,24 @@ class AIOKafka(AsyncDriver):
             )
 
         return self.run(poll())
+
+    def consumer_past_the_end(self, topic: str) -> Any:
+        async def made() -> Any:
+            config = {**consumer_config(self.bootstrap, topic), "auto_offset_reset": "none"}
+            consumer = self.aiokafka.AIOKafkaConsumer(**config)
+            await consumer.start()
+            partition = self.aiokafka.TopicPartition(topic, 0)
+            consumer.assign([partition])
+            consumer.seek(partition, 1_000)
+            return consumer
+
+        return self.run(made())
+
+    def receive_once(self, consumer: Any, method: str) -> None:
+        if method == "next":
+            self.run(asyncio.wait_for(consumer.getone(), 5))
+        else:
+            self.run(consumer.getmany(timeout_ms=500))
 
     def close(self, consumer: Any) -> None:
         self.run(consumer.stop())

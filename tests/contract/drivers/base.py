@@ -204,6 +204,10 @@ class Driver(ABC):
         """Send one message and wait until the broker acknowledged it."""
         return self.produce(topic, value, key, producer)()
 
+    @abstractmethod
+    def send_to_partition(self, topic: str, value: bytes, partition: int) -> Ack:
+        """Send one message to the partition the application chose, and wait for its ack."""
+
     def attempt(self, invalid: InvalidCall, topic: str) -> BaseException:
         """Make ``invalid`` on a new producer; the exception it raised."""
         producer = self.producer(**invalid.config)
@@ -246,6 +250,16 @@ class Driver(ABC):
 
     def close(self, consumer: Any) -> None:
         consumer.close()
+
+    @abstractmethod
+    def consumer_past_the_end(self, topic: str) -> Any:
+        """A consumer of partition 0 of ``topic`` positioned past its end, with no reset
+        policy: its receive calls fail (raise, or return an error in place of a record)."""
+
+    @abstractmethod
+    def receive_once(self, consumer: Any, method: str) -> None:
+        """One call of the client's one-record (``next``) or batch call; what it raises is
+        raised, what it returns is dropped."""
 
     @abstractmethod
     def record(self, raw: Any) -> Record:

@@ -95,6 +95,11 @@ class ConfluentAio(AsyncDriver):
         future = self.run(producer.produce(topic, value, key))
         return lambda: self.run(self._acked(producer, future))
 
+    def send_to_partition(self, topic: str, value: bytes, partition: int) -> Ack:
+        producer = self._shared_producer()
+        future = self.run(producer.produce(topic, value, partition=partition))
+        return self.run(self._acked(producer, future))
+
     async def _acked(self, producer: Any, future: asyncio.Future[Any]) -> Ack:
         await producer.flush()  # 2.12 resolves futures only on flush
         message = await asyncio.wait_for(future, 10)
@@ -134,6 +139,25 @@ class ConfluentAio(AsyncDriver):
             return handled(await consumer.consume(up_to, timeout))
 
         return self.run(consume())
+
+    def consumer_past_the_end(self, topic: str) -> Any:
+        import confluent_kafka
+
+        async def made() -> Any:
+            config = {"auto.offset.reset": "error"}
+            consumer = self.aio.AIOConsumer(
+                confluent_consumer_config(self.bootstrap, topic, config)
+            )
+            await consumer.assign([confluent_kafka.TopicPartition(topic, 0, 1_000)])
+            return consumer
+
+        return self.run(made())
+
+    def receive_once(self, consumer: Any, method: str) -> None:
+        if method == "next":
+            self.run(consumer.poll(0.5))
+        else:
+            self.run(consumer.consume(1, 0.5))
 
     def close(self, consumer: Any) -> None:
         self.run(consumer.close())

@@ -173,6 +173,16 @@ class ConfluentKafka(Driver):
 
         return ack
 
+    def send_to_partition(self, topic: str, value: bytes, partition: int) -> Ack:
+        producer = self._shared_producer()
+        reports: list[Any] = []
+        producer.produce(
+            topic, value, partition=partition, on_delivery=lambda e, m: reports.append(m)
+        )
+        assert producer.flush(10) == 0
+        [message] = reports
+        return Ack(message.partition(), message.offset())
+
     def send_form(self, topic: str, form: ConfluentCallForm, headers: Any) -> Ack:
         """Also checks the message was reported to the callback librdkafka would call."""
         reports: list[tuple[str, Any, Any]] = []
@@ -205,6 +215,18 @@ class ConfluentKafka(Driver):
 
     def poll_batch(self, consumer: Any, up_to: int, timeout: float) -> list[Handled]:
         return handled(consumer.consume(up_to, timeout))
+
+    def consumer_past_the_end(self, topic: str) -> Any:
+        config = confluent_consumer_config(self.bootstrap, topic, {"auto.offset.reset": "error"})
+        consumer = self.confluent_kafka.Consumer(config)
+        consumer.assign([self.confluent_kafka.TopicPartition(topic, 0, 1_000)])
+        return consumer
+
+    def receive_once(self, consumer: Any, method: str) -> None:
+        if method == "next":
+            consumer.poll(0.5)
+        else:
+            consumer.consume(1, 0.5)
 
     def record(self, raw: Any) -> Record:
         return confluent_record(raw)

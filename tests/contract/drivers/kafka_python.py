@@ -120,6 +120,9 @@ class KafkaPython(Driver):
         future = (producer or self._shared_producer()).send(topic, value, key=key)
         return lambda: _kafka_python_ack(future)
 
+    def send_to_partition(self, topic: str, value: bytes, partition: int) -> Ack:
+        return _kafka_python_ack(self._shared_producer().send(topic, value, partition=partition))
+
     def send_form(self, topic: str, form: CallForm, headers: Any) -> Ack:
         return _kafka_python_ack(form.call(self._shared_producer(), topic, headers))
 
@@ -164,6 +167,20 @@ class KafkaPython(Driver):
         return handled_by_partition(
             consumer.poll(timeout_ms=int(timeout * 1000), max_records=up_to)
         )
+
+    def consumer_past_the_end(self, topic: str) -> Any:
+        config = {**consumer_config(self.bootstrap, topic), "auto_offset_reset": "none"}
+        consumer = self.kafka.KafkaConsumer(**config, consumer_timeout_ms=1_000)
+        partition = self.kafka.TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek(partition, 1_000)
+        return consumer
+
+    def receive_once(self, consumer: Any, method: str) -> None:
+        if method == "next":
+            next(consumer, None)
+        else:
+            consumer.poll(timeout_ms=500)
 
     def record(self, raw: Any) -> Record:
         return attribute_record(raw)

@@ -5,7 +5,8 @@ in 2.12): ``AIOProducer``, ``AIOConsumer``, ``AsyncSerializingProducer`` and
 - ``AIOProducer.produce()``: a ``send`` span from the call until the returned future resolves.
   No headers are ever added: AIOProducer batches messages through ``produce_batch``, which
   cannot carry headers (it raises NotImplementedError when given any), so these spans cannot
-  propagate their context and the consumers of such messages start their own traces.
+  propagate their context and the consumers of such messages start their own traces: not the
+  messages' creation context, they are CLIENT spans.
 - ``AIOConsumer.poll()`` / ``consume()`` / ``close()``: the spans of the synchronous consumer,
   made current in the task that awaited the call.
 - The ``Producer``/``Consumer`` an aio client wraps runs on executor threads, where a span would

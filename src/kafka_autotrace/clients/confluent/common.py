@@ -199,8 +199,8 @@ class ClusterIdOfClient:
         return read(0) if read is not None else None
 
 
-class ConfluentSends(SendAdapter):
-    """Names a failed send as confluent-kafka does: a KafkaException (or subclass) carrying a
+class _KafkaErrorNames:
+    """Names a failure as confluent-kafka does: a KafkaException (or subclass) carrying a
     KafkaError gives that error's name as error.type, e.g. ``_MSG_TIMED_OUT``."""
 
     def error_type(self, exception: BaseException) -> tuple[str, str]:
@@ -209,10 +209,14 @@ class ConfluentSends(SendAdapter):
         error = exception.args[0] if exception.args else None
         if isinstance(error, KafkaError):
             return error.name(), error.str()
-        return super().error_type(exception)
+        return super().error_type(exception)  # type: ignore[misc, no-any-return]
 
 
-class ConfluentReceives(ReceiveAdapter):
+class ConfluentSends(_KafkaErrorNames, SendAdapter):
+    """A producer method of confluent-kafka."""
+
+
+class ConfluentReceives(_KafkaErrorNames, ReceiveAdapter):
     """How a confluent-kafka consumer hands out messages: ``poll()`` returns one message, an
     error event or None; ``consume()`` a list of messages and error events. Its lag is read
     from what its calls left in its :class:`ConsumerView`."""
@@ -222,6 +226,16 @@ class ConfluentReceives(ReceiveAdapter):
 
     def is_record(self, entry: Any) -> bool:
         return entry.error() is None
+
+    def failure(self, entry: Any) -> BaseException | None:
+        """An error event, as the KafkaException it stands for; the end of a partition
+        (``enable.partition.eof``) tells of no failure."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        error = entry.error()
+        if error is None or error.code() == KafkaError._PARTITION_EOF:
+            return None
+        return KafkaException(error)
 
     def batch_lists(self, result: Any) -> Sequence[list[Any]]:
         return (result,) if isinstance(result, list) else ()
