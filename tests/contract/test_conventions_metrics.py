@@ -19,7 +19,7 @@ from support.spans import one
 
 from contract.drivers.base import CLUSTER_ID, HEADERS, Driver, write_untraced
 from kafka_autotrace import Settings
-from kafka_autotrace.core import flows
+from kafka_autotrace.core import guard
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
 CLUSTER_ID_ATTRIBUTE = "messaging.kafka.cluster.id"
@@ -113,7 +113,7 @@ def test_spans_name_the_cluster_once_the_client_knows_it(
 ) -> None:
     """Learnt from the metadata the client fetched for itself: by the second call at the
     latest (asked again on every call here, not once a second)."""
-    monkeypatch.setattr(flows, "CLUSTER_ID_RETRY_S", 0.0)
+    monkeypatch.setattr(guard, "CLUSTER_ID_RETRY_S", 0.0)
     expected = _cluster_id(bootstrap)
     producer = driver.producer()
     for value in (b"a", b"b"):

@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 
-from kafka_autotrace.core import flows
+from kafka_autotrace.core import receive_flow, send_flow
 
 ASYNC = "_async"
 
@@ -32,9 +32,14 @@ def _body(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
 
 
 def _twins() -> list[tuple[str, ast.FunctionDef, ast.AsyncFunctionDef]]:
-    tree = ast.parse(inspect.getsource(flows))
     found = []
-    for flow in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+    classes = [
+        node
+        for module in (send_flow, receive_flow)
+        for node in ast.parse(inspect.getsource(module)).body
+        if isinstance(node, ast.ClassDef)
+    ]
+    for flow in classes:
         methods = {node.name: node for node in flow.body if isinstance(node, ast.FunctionDef)}
         for node in flow.body:
             if isinstance(node, ast.AsyncFunctionDef):

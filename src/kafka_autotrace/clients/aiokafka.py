@@ -20,11 +20,12 @@ from kafka_autotrace.core.adapter import (
 )
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState
-from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note, listener_subscription, noting_listener
+from kafka_autotrace.core.receive_flow import ReceiveFlow
+from kafka_autotrace.core.send_flow import SendFlow
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 from kafka_autotrace.core.telemetry import TelemetrySlot
 from kafka_autotrace.core.transactions import TransactionFlow

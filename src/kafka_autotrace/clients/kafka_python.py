@@ -33,11 +33,12 @@ from kafka_autotrace.core.client_metrics import (
     Figure,
     FigureReader,
 )
-from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note, listener_subscription, noting_listener
 from kafka_autotrace.core.propagation import HEADERS_MIN_API
+from kafka_autotrace.core.receive_flow import ReceiveFlow
+from kafka_autotrace.core.send_flow import SendFlow
 from kafka_autotrace.core.sending import PendingSend
 from kafka_autotrace.core.telemetry import TelemetrySlot
 from kafka_autotrace.core.transactions import TransactionFlow

@@ -1,6 +1,7 @@
 """What an adapter tells the core about its client library: how to read its records
 (:class:`RecordGetter`) and, in subclasses of :class:`SendAdapter` and :class:`ReceiveAdapter`,
-what differs between libraries. The flows that use them are in :mod:`kafka_autotrace.core.flows`.
+what differs between libraries. The flows that use them are in
+:mod:`~kafka_autotrace.core.send_flow` and :mod:`~kafka_autotrace.core.receive_flow`.
 """
 
 from __future__ import annotations

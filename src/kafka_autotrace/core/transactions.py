@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from kafka_autotrace.core.adapter import SendAdapter
 from kafka_autotrace.core.client import ClientState, state_of
-from kafka_autotrace.core.flows import traced_state
+from kafka_autotrace.core.guard import traced_state
 from kafka_autotrace.core.outcome import ABORTED, COMMITTED, Transaction
 from kafka_autotrace.core.telemetry import TelemetrySlot
 

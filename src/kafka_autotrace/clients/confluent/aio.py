@@ -33,8 +33,9 @@ from kafka_autotrace.clients.confluent.common import (
 from kafka_autotrace.core.adapter import UNTOUCHED
 from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
-from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
 from kafka_autotrace.core.gaps import Found, Partition
+from kafka_autotrace.core.receive_flow import ReceiveFlow
+from kafka_autotrace.core.send_flow import SendFlow
 from kafka_autotrace.core.sending import PendingSend, end_when_done
 
 

@@ -34,7 +34,8 @@ from kafka_autotrace.clients.confluent.common import (
 )
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
-from kafka_autotrace.core.flows import ReceiveFlow, SendFlow
+from kafka_autotrace.core.receive_flow import ReceiveFlow
+from kafka_autotrace.core.send_flow import SendFlow
 from kafka_autotrace.core.sending import PendingSend
 from kafka_autotrace.core.transactions import TransactionFlow
 

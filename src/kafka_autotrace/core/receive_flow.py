@@ -1,12 +1,12 @@
-"""The messaging lifecycle, written once for every client library: :class:`SendFlow` and
-:class:`ReceiveFlow` wrap a client's calls (wrapt's ``(call, client, args, kwargs)``), each
-wrapper with an asynchronous twin that runs the same steps around an ``await``, and a unit test
-holding the two together. The steps: docs/design.md, "Code layout".
+"""The receive flow, written once for every client library: :class:`ReceiveFlow` wraps a
+consumer's record-returning calls, ``subscribe``, ``seek`` and ``close`` (wrapt's ``(call,
+client, args, kwargs)``), each with an asynchronous twin that runs the same steps around an
+``await`` (tests/unit/test_flow_twins.py holds them together). The steps: docs/design.md,
+"Code layout".
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -14,80 +14,20 @@ from typing import Any, Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from kafka_autotrace.core.adapter import UNTOUCHED, ReceiveAdapter, RecordGetter, SendAdapter
+from kafka_autotrace.core.adapter import ReceiveAdapter, RecordGetter
 from kafka_autotrace.core.batch import TracedRecords
-from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
-from kafka_autotrace.core.client import ClientState, keep_state, state_of
+from kafka_autotrace.core.client import ClientState, state_of
 from kafka_autotrace.core.failures import Failure
 from kafka_autotrace.core.gaps import mark_span, watch
+from kafka_autotrace.core.guard import learn_cluster_id, traced_state
 from kafka_autotrace.core.rebalance import note_change
-from kafka_autotrace.core.scope import Suppressed, is_suppressed
-from kafka_autotrace.core.sending import Send
+from kafka_autotrace.core.scope import Suppressed
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
 
 CLOSING_WAIT_S = 2.0
 """How long closing a consumer waits for a request of ours about it to finish."""
-CLUSTER_ID_RETRY_S = 1.0
-"""How often a client that has not learnt its cluster id yet is asked again."""
-
-
-def traced_state(
-    client: object, adapter: SendAdapter | ReceiveAdapter, slot: TelemetrySlot
-) -> ClientState | None:
-    """The state of a client whose call is to be traced, made on its first call (when its own
-    statistics start being reported); None for a call nested in a traced one, and for a client
-    to leave alone or traced by another. The one guard of every flow."""
-    if is_suppressed():
-        return None
-    state = state_of(client)
-    if state is None:
-        try:
-            state = adapter.describe(client)
-            if state is None:
-                return None
-            keep_state(client, state)
-            telemetry = slot.telemetry
-            if adapter.figures is not None and telemetry is not None:
-                telemetry.report_client(client, adapter.figures)
-        except Exception:
-            _logger.debug("kafka-autotrace: reading a client failed", exc_info=True)
-            return None
-    if state.delegated:
-        return None
-    return state
-
-
-def _learn_cluster_id(
-    client: object, state: ClientState, adapter: SendAdapter | ReceiveAdapter
-) -> None:
-    """Name the cluster in the client's info once the client knows it, asking at most every
-    :data:`CLUSTER_ID_RETRY_S` until then (confluent-kafka answers an unknown id by raising)."""
-    now = time.monotonic()
-    if not adapter.tells_cluster_id:
-        state.cluster_due = None
-    elif now >= (state.cluster_due or 0.0):
-        state.cluster_due = now + CLUSTER_ID_RETRY_S
-        try:
-            cluster_id = adapter.cluster_id(client)
-        except Exception:
-            _logger.debug("kafka-autotrace: reading a cluster id failed", exc_info=True)
-            return
-        if isinstance(cluster_id, str) and cluster_id:
-            state.info = dataclasses.replace(state.info, cluster_id=cluster_id)
-            state.cluster_due = None
-
-
-class _SendCall:
-    """One send under way: its span and the arguments to call the library with."""
-
-    __slots__ = ("arguments", "by_callback", "pending")
-
-    def __init__(self, pending: Send, arguments: Arguments, by_callback: bool) -> None:
-        self.pending = pending
-        self.arguments = arguments
-        self.by_callback = by_callback
 
 
 def _hand(state: ClientState, getter: RecordGetter[Any], record: Any) -> None:
@@ -95,113 +35,6 @@ def _hand(state: ClientState, getter: RecordGetter[Any], record: Any) -> None:
     offset = getter.offset(record)
     if offset is not None:
         state.activity.handed[getter.topic(record), getter.partition(record) or 0] = offset + 1
-
-
-class SendFlow:
-    """The wrappers of one producer method."""
-
-    __slots__ = ("_adapter", "_slot")
-
-    def __init__(self, slot: TelemetrySlot, adapter: SendAdapter) -> None:
-        self._slot = slot
-        self._adapter = adapter
-
-    def _start(
-        self, client: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> _SendCall | None:
-        telemetry = self._slot.telemetry
-        if telemetry is None or not is_instrumentation_enabled():
-            return None
-        if telemetry.passes_send_untouched():
-            return None
-        adapter = self._adapter
-        try:
-            state = traced_state(client, adapter, self._slot)
-            if state is None:
-                return None
-            if state.cluster_due is not None:
-                _learn_cluster_id(client, state, adapter)
-            topic, key, value, partition, headers = adapter.shape.message(args, kwargs)
-            # Asked first: a send whose context the message cannot carry is a CLIENT span.
-            extended = (
-                adapter.extendable(client, headers) if telemetry.settings.propagate else UNTOUCHED
-            )
-            pending = telemetry.start_send(
-                state.info, topic, key, value, partition, headers, extended is not UNTOUCHED
-            )
-        except Exception:
-            _logger.debug("kafka-autotrace: starting a send span failed", exc_info=True)
-            return None
-        if pending is None:
-            return None
-        if state.transaction is not None and pending.tracked:
-            pending.transaction = state.transaction
-        send = _SendCall(pending, (args, kwargs), False)
-        try:
-            if extended is not UNTOUCHED:
-                traced = telemetry.headers_for(pending, extended)
-                send.arguments = adapter.shape.replace(args, kwargs, "headers", traced)
-            if pending.tracked:
-                delivering = adapter.delivery_arguments(pending, state, send.arguments)
-                if delivering is not None:
-                    send.arguments, send.by_callback = delivering, True
-        except Exception:
-            # The span still ends, when the call as the application made it returns.
-            _logger.debug("kafka-autotrace: preparing a send failed", exc_info=True)
-            send.arguments, send.by_callback = (args, kwargs), False
-        return send
-
-    def _sent(self, send: _SendCall, result: Any, as_made: bool) -> None:
-        """Follow the answer to a call that returned ``result``."""
-        pending = send.pending
-        if not pending.tracked:
-            return
-        if send.by_callback and not as_made:
-            return  # our callback, passed with the call, ends the span
-        try:
-            if not send.by_callback and self._adapter.follow(pending, result):
-                return
-        except Exception:
-            _logger.debug("kafka-autotrace: cannot follow a send", exc_info=True)
-        pending.succeed(None, None)
-
-    def call(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        send = self._start(client, args, kwargs)
-        if send is None:
-            return call(*args, **kwargs)
-        try:
-            result, as_made = call_as_made(call, (args, kwargs), send.arguments, self._adapter)
-        except BaseException as exception:
-            self._adapter.failed(send.pending, exception)
-            raise
-        self._sent(send, result, as_made)
-        return result
-
-    async def call_async(
-        self,
-        call: Callable[..., Any],
-        client: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        send = self._start(client, args, kwargs)
-        if send is None:
-            return await call(*args, **kwargs)
-        try:
-            result, as_made = await call_as_made_async(
-                call, (args, kwargs), send.arguments, self._adapter
-            )
-        except BaseException as exception:
-            self._adapter.failed(send.pending, exception)
-            raise
-        self._sent(send, result, as_made)
-        return result
 
 
 class ReceiveFlow:
@@ -226,7 +59,7 @@ class ReceiveFlow:
             return None
         state.scopes.finish()
         if state.cluster_due is not None:
-            _learn_cluster_id(client, state, self._adapter)
+            learn_cluster_id(client, state, self._adapter)
         if not state.reported:
             telemetry = self._slot.telemetry
             if telemetry is not None:
