@@ -5,20 +5,37 @@ The same behaviour on a real broker: tests/test_skipped_records.py, tests/test_t
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from kafka_autotrace.core.gaps import Found, GapWatch, Partition, Skipped
+from kafka_autotrace.core.gaps import Found, GapWatch, Partition, Skipped, hand_out
 from kafka_autotrace.core.outcome import ABORTED, TRANSACTION_OUTCOME, Transaction
+from kafka_autotrace.core.rebalance import REVOKED, ConsumerActivity
 
 ORDERS: Partition = ("orders", 0)
 
 
+class Offsets:
+    """Reads a record made up as its offset in :data:`ORDERS`."""
+
+    def topic(self, record: int) -> str:
+        return ORDERS[0]
+
+    def partition(self, record: int) -> int:
+        return ORDERS[1]
+
+    def offset(self, record: int) -> int:
+        return record
+
+
 class Consumer:
     """A consumer's log start offset and, after a restart, its group's committed offset."""
+
+    getter = Offsets()
 
     def __init__(
         self, log_start: int | None, committed: int | None = None, asked_start: int | None = None
@@ -37,13 +54,25 @@ class Consumer:
         found(self.committed if committed else None, self.asked_start)
 
 
+class Watched:
+    """A consumer's state as the receive flow keeps it, and the skipped records it counted."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.counted: list[Skipped] = []
+        self.state = SimpleNamespace(activity=ConsumerActivity(), gaps=GapWatch(), info=None)
+        self.state.gaps.count = self.counted.append
+
+    def hand_out(self, offsets: list[int]) -> list[Skipped]:
+        for offset in offsets:
+            hand_out(None, self.state, self.consumer, None, offset)
+        return [skipped for skipped in self.counted if skipped.count]
+
+
 def watched(consumer: Consumer, offsets: list[int]) -> tuple[GapWatch, list[Skipped]]:
-    counted: list[Skipped] = []
-    watch = GapWatch()
-    watch.count = counted.append
-    for offset in offsets:
-        watch.seen(None, consumer, ORDERS, offset)
-    return watch, [skipped for skipped in counted if skipped.count]
+    watching = Watched(consumer)
+    counted = watching.hand_out(offsets)
+    return watching.state.gaps, counted
 
 
 def test_only_the_part_of_a_gap_below_the_log_start_is_counted() -> None:
@@ -72,13 +101,25 @@ def test_a_restarted_group_of_a_consumer_without_a_log_start_asks_for_both() -> 
     assert watched(consumer, [3])[1] == [Skipped("orders", 1, 2)]
 
 
-def test_a_seek_starts_the_partition_over() -> None:
-    consumer = Consumer(log_start=6)
-    watch, counted = watched(consumer, [0, 1])
-    watch.count = counted.append
-    watch.forget()
-    watch.seen(None, consumer, ORDERS, 8)
-    assert [skipped for skipped in counted if skipped.count] == []
+def test_a_seek_starts_the_partition_over_and_keeps_its_position() -> None:
+    watching = Watched(Consumer(log_start=20))
+    watching.hand_out([0, 1])
+    positions = watching.state.activity.handed
+    watching.state.gaps.forget(positions)
+    assert positions == {ORDERS: 2}, "the lag still counts from there"
+    assert watching.hand_out([8]) == []
+    assert positions == {ORDERS: 9}
+    assert watching.hand_out([9, 12]) == [Skipped("orders", 10, 2)], "only the next record"
+
+
+def test_a_revoked_partition_is_compared_with_the_committed_offset_again() -> None:
+    consumer = Consumer(log_start=6, committed=4)
+    watching = Watched(consumer)
+    assert watching.hand_out([8, 9]) == [], "past the log start: nothing before was deleted"
+    watching.state.activity.count(REVOKED, [ORDERS])
+    assert watching.state.activity.handed == {}
+    assert watching.hand_out([6]) == [Skipped("orders", 4, 2)]
+    assert consumer.looked_up == 1
 
 
 def test_a_restarted_group_counts_from_its_committed_offset() -> None:
@@ -100,11 +141,9 @@ def test_a_new_group_starting_at_the_log_start_loses_nothing() -> None:
 
 
 def test_the_count_starts_at_zero_with_the_first_record() -> None:
-    counted: list[Skipped] = []
-    watch = GapWatch()
-    watch.count = counted.append
-    watch.seen(None, Consumer(log_start=0), ORDERS, 3)
-    assert counted == [Skipped("orders", 3, 0)]
+    watching = Watched(Consumer(log_start=0))
+    watching.hand_out([3])
+    assert watching.counted == [Skipped("orders", 3, 0)]
 
 
 def test_no_look_up_once_the_consumer_closes() -> None:

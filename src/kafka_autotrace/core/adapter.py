@@ -156,10 +156,6 @@ class ReceiveAdapter(_ClientAdapter):
     :class:`~kafka_autotrace.core.lag.LagReader`) and its group changes."""
 
     getter: RecordGetter[Any]
-    counts_positions = False
-    """Whether the core keeps the position the application reached in each partition
-    (:attr:`ConsumerActivity.handed <kafka_autotrace.core.rebalance.ConsumerActivity.handed>`),
-    for a library whose own cannot be read when metrics are exported."""
 
     def is_record(self, entry: Any) -> bool:
         """Whether something a consumer returned is a record (not None or an error event)."""

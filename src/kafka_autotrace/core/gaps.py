@@ -8,7 +8,10 @@ log (at or above it) holds compacted records, transaction markers or aborted rec
 ``read_committed`` consumer skips, all of which the log still accounts for; only the part below
 it was deleted. The application's own seeks start over from the record they lead to.
 
-Per record the cost is one dictionary read, one write and one comparison. The log start offset
+The position each partition reached is the one the consumer's lag reads too
+(:attr:`ConsumerActivity.handed <kafka_autotrace.core.rebalance.ConsumerActivity.handed>`), kept
+by one step per record (:func:`hand_out`): one dictionary read, one write and one comparison;
+only a record that does not follow the one before it goes further. The log start offset
 is read only when a gap is seen, from what the client already knows (an adapter's
 :meth:`GapReader.log_start`), or else asked for outside the application's calls
 (:meth:`GapReader.look_up`). The position a restarted group had reached is its committed
@@ -79,18 +82,18 @@ class GapReader(Protocol):
 
 
 class GapWatch:
-    """The position each partition of one consumer reached, and the records found skipped.
+    """The records found skipped before those one consumer handed out.
 
     ``marks`` holds, per ``(topic, partition, offset)``, what the process span of the first
     record after a gap is to carry, until that span starts (a batch's records start theirs as
     the application iterates them).
     """
 
-    __slots__ = ("_closed", "_lock", "count", "expected", "marks")
+    __slots__ = ("_closed", "_lock", "count", "marks", "moved")
 
     def __init__(self) -> None:
-        self.expected: dict[Partition, int] = {}
-        """The offset after the last record handed out, per partition."""
+        self.moved: set[Partition] = set()
+        """Partitions whose next record follows a seek of the application's, not a gap."""
         self.marks: dict[tuple[str, int, int], Skipped] = {}
         self.count: Callable[[Skipped], None] | None = None
         """Counts skipped records; set by the flow that hands the first record out."""
@@ -98,12 +101,20 @@ class GapWatch:
         """Held while a look-up for this consumer is under way."""
         self._closed = False
 
-    def seen(self, consumer: Any, reader: GapReader, partition: Partition, offset: int) -> None:
-        """Note a record handed to the application, counting the records skipped before it
-        with :attr:`count`."""
-        expected = self.expected.get(partition)
-        self.expected[partition] = offset + 1
-        if expected is None:
+    def seen(
+        self,
+        consumer: Any,
+        reader: GapReader,
+        partition: Partition,
+        offset: int,
+        expected: int | None,
+    ) -> None:
+        """Count with :attr:`count` the records skipped before a record handed to the
+        application that does not follow the one before it (``expected``: the offset after
+        that one; None for the partition's first record)."""
+        if partition in self.moved:
+            self.moved.discard(partition)
+        elif expected is None:
             self._first(consumer, reader, partition, offset)
         elif offset > expected:
             log_start = reader.log_start(consumer, partition)
@@ -147,9 +158,10 @@ class GapWatch:
 
         reader.look_up(consumer, partition, True, found)
 
-    def forget(self) -> None:
-        """The application moved the consumer's position: each partition starts over."""
-        self.expected.clear()
+    def forget(self, positions: dict[Partition, int]) -> None:
+        """The application moved the consumer's position: the next record of each partition
+        reached so far (``positions``) starts it over. The positions stay, for the lag."""
+        self.moved.update(positions)
 
     def look_up(self, look: Callable[[], None]) -> None:
         """Run ``look`` (a request about this consumer) unless the consumer is closing."""
@@ -180,17 +192,23 @@ def mark_span(span: Span, gaps: GapWatch, getter: Any, record: Any) -> None:
         span.set_attributes({SKIPPED_FROM: skipped.first, SKIPPED_COUNT: skipped.count})
 
 
-def watch(telemetry: Any, state: Any, reader: Any, consumer: Any, record: Any) -> None:
+def hand_out(telemetry: Any, state: Any, reader: Any, consumer: Any, record: Any) -> None:
     """Note a record ``consumer`` hands out (``state`` its ClientState, ``reader`` its
-    receive adapter, whose getter reads ``record``), counting with ``telemetry``."""
+    receive adapter, whose getter reads ``record``): the position its partition reached, and
+    the records skipped before it, counted with ``telemetry``."""
     getter = reader.getter
     offset = getter.offset(record)
     if offset is None:
         return
+    partition = (getter.topic(record), getter.partition(record) or 0)
+    positions = state.activity.handed
+    expected = positions.get(partition)
+    positions[partition] = offset + 1
     gaps: GapWatch = state.gaps
-    if gaps.count is None:
-        gaps.count = partial(telemetry.count_skipped, state.info)
-    gaps.seen(consumer, reader, (getter.topic(record), getter.partition(record) or 0), offset)
+    if expected != offset or gaps.moved:
+        if gaps.count is None:
+            gaps.count = partial(telemetry.count_skipped, state.info)
+        gaps.seen(consumer, reader, partition, offset, expected)
 
 
 def skipped_attributes(skipped: Skipped, group: str | None) -> dict[str, AttributeValue]:

@@ -46,7 +46,9 @@ class ConsumerActivity:
         """Whether that call has not returned yet (nor raised)."""
         self.handed: dict[tuple[str, int], int] = {}
         """The position the application reached per (topic, partition): the offset after the
-        last record handed to it (kept for :attr:`ReceiveAdapter.counts_positions`)."""
+        last record handed to it (:func:`~kafka_autotrace.core.gaps.hand_out`). The lag of a
+        library whose own cannot be read when metrics are exported reads it, and the
+        skipped-records count compares each record with it."""
         self.assignment_changed = False
         """Whether the assignment changed since an adapter last read it."""
         self.rebalances = 0

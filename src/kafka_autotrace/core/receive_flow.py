@@ -14,11 +14,11 @@ from typing import Any, Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from kafka_autotrace.core.adapter import ReceiveAdapter, RecordGetter
+from kafka_autotrace.core.adapter import ReceiveAdapter
 from kafka_autotrace.core.batch import TracedRecords
 from kafka_autotrace.core.client import ClientState, state_of
 from kafka_autotrace.core.failures import Failure
-from kafka_autotrace.core.gaps import mark_span, watch
+from kafka_autotrace.core.gaps import hand_out, mark_span
 from kafka_autotrace.core.guard import learn_cluster_id, traced_state
 from kafka_autotrace.core.rebalance import note_change
 from kafka_autotrace.core.scope import Suppressed
@@ -28,13 +28,6 @@ _logger = logging.getLogger(__name__)
 
 CLOSING_WAIT_S = 2.0
 """How long closing a consumer waits for a request of ours about it to finish."""
-
-
-def _hand(state: ClientState, getter: RecordGetter[Any], record: Any) -> None:
-    """Note the position the application reached with ``record`` (the offset after it)."""
-    offset = getter.offset(record)
-    if offset is not None:
-        state.activity.handed[getter.topic(record), getter.partition(record) or 0] = offset + 1
 
 
 class ReceiveFlow:
@@ -174,9 +167,7 @@ class ReceiveFlow:
             if entry is None:
                 return
             if adapter.is_record(entry):
-                if adapter.counts_positions:
-                    _hand(state, adapter.getter, entry)
-                watch(telemetry, state, adapter, client, entry)
+                hand_out(telemetry, state, adapter, client, entry)
                 scope = telemetry.start_process(entry, adapter.getter, state.info)
                 if scope is not None:
                     mark_span(scope.span, state.gaps, adapter.getter, entry)
@@ -227,12 +218,9 @@ class ReceiveFlow:
                 if failure is not None:
                     telemetry.record_failed_receive(state.info, failure, started)
                 return result
-            if adapter.counts_positions:
-                for record in records:
-                    _hand(state, adapter.getter, record)
             state.gaps.marks.clear()  # an earlier batch's, of records never iterated
             for record in records:
-                watch(telemetry, state, adapter, client, record)
+                hand_out(telemetry, state, adapter, client, record)
             incoming = iter(
                 telemetry.record_poll(
                     records, adapter.getter, state.info, started_ns, started, failure
@@ -382,7 +370,7 @@ class ReceiveFlow:
     def _moved(self, client: object) -> None:
         state = state_of(client)
         if state is not None:
-            state.gaps.forget()
+            state.gaps.forget(state.activity.handed)
 
     async def close_async(
         self,

@@ -222,7 +222,6 @@ class ConfluentReceives(_KafkaErrorNames, ReceiveAdapter):
     from what its calls left in its :class:`ConsumerView`."""
 
     getter = MessageGetter()
-    counts_positions = True
 
     def is_record(self, entry: Any) -> bool:
         return entry.error() is None
