@@ -205,7 +205,7 @@ def hand_out(telemetry: Any, state: Any, reader: Any, consumer: Any, record: Any
     expected = positions.get(partition)
     positions[partition] = offset + 1
     gaps: GapWatch = state.gaps
-    if expected != offset or gaps.moved:
+    if expected != offset or (gaps.moved and partition in gaps.moved):
         if gaps.count is None:
             gaps.count = partial(telemetry.count_skipped, state.info)
         gaps.seen(consumer, reader, partition, offset, expected)
