@@ -105,9 +105,12 @@ def send(self, topic, value=None, key=None, headers=None, partition=None, timest
     return Future()
 
 
+next_offset = itertools.count().__next__
+
+
 def next_(self):
     Clock.now += 1 / 1024
-    return Record("orders", 0, 7, 1700000000000, b"k", b"v", next_headers())
+    return Record("orders", 0, next_offset(), 1700000000000, b"k", b"v", next_headers())
 
 
 BATCH = 10
