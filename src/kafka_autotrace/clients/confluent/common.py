@@ -195,8 +195,15 @@ class ClusterIdOfClient:
     tells_cluster_id = True
 
     def cluster_id(self, client: Any) -> str | None:
+        from confluent_kafka import KafkaException
+
         read = getattr(client, "cluster_id", None)
-        return read(0) if read is not None else None
+        if read is None:
+            return None
+        try:
+            return read(0)  # type: ignore[no-any-return]
+        except KafkaException:
+            return None  # its answer while it has no metadata yet: no failure of ours
 
 
 class _KafkaErrorNames:
