@@ -203,8 +203,8 @@ def _plan_for(tracer: Tracer) -> _Plan | None:
     else:
         root = sampler
     bound = _bound(root, sampling)
-    if bound is None:
-        return None
+    if bound is None or (bound == _ALWAYS and not parent_based):
+        return None  # unknown, or a sampler that drops nothing: the SDK, with nothing asked
     ids = _PresetTraceIds(tracer.id_generator)
     tracer.id_generator = ids  # type: ignore[assignment]
     random = hasattr(id_generator.IdGenerator, "is_trace_id_random")
