@@ -347,7 +347,8 @@ def _answer(client: Any, asked: list[Asked]) -> None:
     for partition, committed, found in asked:
         topic_partition = TopicPartition(*partition)
         try:
-            offset = client.committed(topic_partition) if committed else None
+            in_group = committed and client.config.get("group_id") is not None
+            offset = client.committed(topic_partition) if in_group else None
             found(offset, starts.get(topic_partition))
         except Exception:
             _logger.debug("kafka-autotrace: a look-up for a gap failed", exc_info=True)
