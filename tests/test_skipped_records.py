@@ -148,14 +148,9 @@ def commit_after(kafka: KafkaCluster, topic: str, group: str, count: int) -> Non
     first.close()
 
 
-@pytest.mark.parametrize("deleted_by", ["retention", "delete_records"])
-def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
-    kafka: KafkaCluster, sdk: RecordingSdk, deleted_by: str
-) -> None:
-    topic = make_topic(kafka, **{"segment.ms": "200"})
-    group = unique_topic("group")
-    produce(kafka, topic, 5)
-    commit_after(kafka, topic, group, 2)
+def delete_first_five(kafka: KafkaCluster, topic: str, deleted_by: str) -> None:
+    """Add offset 5 to a topic of ``segment.ms`` 200 holding offsets 0 to 4, and have those
+    deleted by ``retention`` or ``delete_records``."""
     if deleted_by == "retention":
         # Offsets 0 to 4 are past a retention of 6 s, and offset 5, which rolls their segment,
         # stays within it long enough to be read (retention deletes an expired active segment too).
@@ -170,6 +165,17 @@ def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
     else:
         produce(kafka, topic, 1)
         delete_before(kafka, topic, 5)
+
+
+@pytest.mark.parametrize("deleted_by", ["retention", "delete_records"])
+def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
+    kafka: KafkaCluster, sdk: RecordingSdk, deleted_by: str
+) -> None:
+    topic = make_topic(kafka, **{"segment.ms": "200"})
+    group = unique_topic("group")
+    produce(kafka, topic, 5)
+    commit_after(kafka, topic, group, 2)
+    delete_first_five(kafka, topic, deleted_by)
 
     restarted = consumer(kafka, topic, group)
     assert take(restarted, 1) == [5]
@@ -223,10 +229,8 @@ def test_a_new_group_starting_at_the_earliest_offset_loses_nothing(
     assert skipped(sdk) == {}
 
 
-def test_aborted_transactions_and_their_markers_lose_nothing(
-    kafka: KafkaCluster, sdk: RecordingSdk
-) -> None:
-    topic = make_topic(kafka)
+def produce_an_aborted_transaction(kafka: KafkaCluster, topic: str) -> None:
+    """0 committed, 1 its marker, 2 to 4 aborted, 5 the abort marker, 6 and 7 committed."""
     producer = confluent_kafka.Producer(
         {"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": unique_topic("tx")}
     )
@@ -240,6 +244,13 @@ def test_aborted_transactions_and_their_markers_lose_nothing(
             producer.commit_transaction(20)
         else:
             producer.abort_transaction(20)
+
+
+def test_aborted_transactions_and_their_markers_lose_nothing(
+    kafka: KafkaCluster, sdk: RecordingSdk
+) -> None:
+    topic = make_topic(kafka)
+    produce_an_aborted_transaction(kafka, topic)
     reader = consumer(kafka, topic, unique_topic("group"), **{"isolation.level": "read_committed"})
     # 0 committed, 1 its marker, 2 to 4 aborted, 5 the abort marker, 6 and 7 committed
     assert take(reader, 3) == [0, 6, 7]
@@ -248,7 +259,8 @@ def test_aborted_transactions_and_their_markers_lose_nothing(
     assert marked(sdk) == []
 
 
-def test_compacted_records_lose_nothing(kafka: KafkaCluster, sdk: RecordingSdk) -> None:
+def compacted_topic(kafka: KafkaCluster, group: str) -> str:
+    """A topic whose offsets 1 to 3 the log cleaner compacted after ``group`` committed 2."""
     topic = make_topic(
         kafka,
         **{
@@ -258,7 +270,6 @@ def test_compacted_records_lose_nothing(kafka: KafkaCluster, sdk: RecordingSdk) 
             "min.compaction.lag.ms": "0",
         },
     )
-    group = unique_topic("group")
     produce(kafka, topic, 1, key=b"first")
     produce(kafka, topic, 4, key=b"same")  # offsets 1 to 4: all but the last are compacted
     commit_after(kafka, topic, group, 2)
@@ -271,8 +282,14 @@ def test_compacted_records_lose_nothing(kafka: KafkaCluster, sdk: RecordingSdk) 
         reader.close()
         return offsets == [0, 4]
 
-    sdk_before = skipped(sdk)
     until(compacted, "the log cleaner compacted offsets 1 to 3", timeout=120)
+    return topic
+
+
+def test_compacted_records_lose_nothing(kafka: KafkaCluster, sdk: RecordingSdk) -> None:
+    group = unique_topic("group")
+    sdk_before = skipped(sdk)
+    topic = compacted_topic(kafka, group)
     restarted = consumer(kafka, topic, group)
     assert take(restarted, 1) == [4]
     time.sleep(2)

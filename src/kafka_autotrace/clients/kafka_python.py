@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -16,7 +19,7 @@ from kafka_autotrace.core.adapter import (
     SendAdapter,
 )
 from kafka_autotrace.core.calls import Arguments, CallShape
-from kafka_autotrace.core.client import ClientInfo, ClientState
+from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
 from kafka_autotrace.core.client_metrics import (
     CLIENT_ID,
     CONSUMER_COMMIT_LATENCY_AVG,
@@ -33,15 +36,19 @@ from kafka_autotrace.core.client_metrics import (
     Figure,
     FigureReader,
 )
+from kafka_autotrace.core.gaps import Found, GapWatch, Partition, run_in_background
 from kafka_autotrace.core.instrumentor import MethodWrappingInstrumentor, Wrappers
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note, listener_subscription, noting_listener
 from kafka_autotrace.core.propagation import HEADERS_MIN_API
 from kafka_autotrace.core.receive_flow import ReceiveFlow
+from kafka_autotrace.core.scope import Suppressed
 from kafka_autotrace.core.send_flow import SendFlow
 from kafka_autotrace.core.sending import PendingSend
 from kafka_autotrace.core.telemetry import TelemetrySlot
 from kafka_autotrace.core.transactions import TransactionFlow
+
+_logger = logging.getLogger(__name__)
 
 # -- its own figures, from its metrics registry (``client.metrics(raw=True)``, the same in
 # 2.0.2 and 3.x), read when metrics are exported. kafka-python ported the Java client's
@@ -199,6 +206,11 @@ class _Receive(_Clients, MappingBatches, ReceiveAdapter):
             return None
         return partition.topic, partition.partition, highwater - position
 
+    def look_up(self, consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+        """kafka-python keeps no log start offset (its fetcher drops it with the fetch
+        response, 2.0 to 3.x): both offsets are asked for by a client of ours."""
+        _look_up(consumer, partition, committed, found)
+
 
 def _listener_bases() -> list[type]:
     """The listener classes kafka-python accepts (the asynchronous one from 3.0 on)."""
@@ -230,6 +242,121 @@ def _highwater_of(partition_data: Any) -> object:
     if hasattr(partition_data, "high_watermark"):
         return partition_data.high_watermark
     return partition_data[1]
+
+
+# -- what the gap check asks the broker (docs/design.md, "Records a consumer never got")
+
+_CONNECTION_KEYS = ("bootstrap_servers", "security_protocol", "api_version", "socks5_proxy")
+"""The consumer settings a client of ours shares, besides every ``ssl_*`` and ``sasl_*``."""
+_CLIENT_ID_SUFFIX = "-kafka-autotrace"
+"""Tells our client apart from the application's in the broker's logs and quotas."""
+
+Asked = tuple[Partition, bool, Found]
+"""A look-up: the partition, whether the committed offset is wanted, who gets the answer."""
+
+
+def _look_up(consumer: Any, partition: Partition, committed: bool, found: Found) -> None:
+    """Answer ``found`` from a thread of ours, unless the consumer closes first: a KafkaConsumer
+    is not thread-safe, so the application's is never used for a request of ours. A short-lived
+    consumer of the same group, built from its connection settings, never subscribes, asks for
+    the beginning offsets (and committed offsets where asked) and closes. Look-ups asked while
+    one is under way wait for it and share its client."""
+    state = state_of(consumer)
+    if state is None:
+        return
+    look_ups = _LOOK_UPS.get(consumer)
+    if look_ups is None:
+        look_ups = _LOOK_UPS[consumer] = _LookUps(_settings(consumer.config))
+    look_ups.ask(state.gaps, (partition, committed, found))
+
+
+def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a consumer of ours that reaches the same cluster as ``config``'s, as the
+    same group, and never commits."""
+    settings = {
+        key: value
+        for key, value in config.items()
+        if key in _CONNECTION_KEYS or key.startswith(("ssl_", "sasl_"))
+    }
+    settings["client_id"] = f"{config.get('client_id') or 'kafka-python'}{_CLIENT_ID_SUFFIX}"
+    settings["group_id"] = config.get("group_id")
+    settings["enable_auto_commit"] = False
+    return settings
+
+
+class _LookUps:
+    """The look-ups asked about one consumer, answered one client at a time."""
+
+    __slots__ = ("_asked", "_lock", "_running", "_settings")
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._settings = settings
+        self._asked: list[Asked] = []
+        self._lock = threading.Lock()
+        self._running = False
+
+    def ask(self, gaps: GapWatch, asked: Asked) -> None:
+        with self._lock:
+            self._asked.append(asked)
+            if self._running:
+                return
+            self._running = True
+        run_in_background("gap look-up", lambda: self._run(gaps))
+
+    def _run(self, gaps: GapWatch) -> None:
+        answered: list[bool] = []
+
+        def answer_all() -> None:
+            self._answer_all()
+            answered.append(True)
+
+        try:
+            gaps.look_up(answer_all)
+        finally:
+            if not answered:  # the consumer is closing, or our client failed
+                with self._lock:
+                    self._asked.clear()
+                    self._running = False
+
+    def _take(self) -> list[Asked]:
+        """What was asked and not answered yet; when nothing, a later look-up starts over."""
+        with self._lock:
+            asked, self._asked = self._asked, []
+            self._running = bool(asked)
+            return asked
+
+    def _answer_all(self) -> None:
+        """Answer what was asked, and what is asked meanwhile, with one client."""
+        from kafka import KafkaConsumer
+
+        with Suppressed():  # our client is not traced
+            client = KafkaConsumer(**self._settings)
+            try:
+                while asked := self._take():
+                    _answer(client, asked)
+            finally:
+                try:
+                    client.close(autocommit=False)
+                except Exception:
+                    _logger.debug("kafka-autotrace: closing a look-up client failed", exc_info=True)
+
+
+def _answer(client: Any, asked: list[Asked]) -> None:
+    from kafka import TopicPartition
+
+    starts = client.beginning_offsets([TopicPartition(*partition) for partition, _, _ in asked])
+    for partition, committed, found in asked:
+        topic_partition = TopicPartition(*partition)
+        try:
+            in_group = committed and client.config.get("group_id") is not None
+            offset = client.committed(topic_partition) if in_group else None
+            found(offset, starts.get(topic_partition))
+        except Exception:
+            _logger.debug("kafka-autotrace: a look-up for a gap failed", exc_info=True)
+
+
+_LOOK_UPS: weakref.WeakKeyDictionary[Any, _LookUps] = weakref.WeakKeyDictionary()
+"""Per application consumer, its look-ups."""
 
 
 TELEMETRY = TelemetrySlot()
