@@ -1,5 +1,5 @@
 """What every client's telemetry says as the messaging semantic conventions (v1.44) say it:
-the metrics' attributes, the schema URL of our tracer, the cluster id, captured
+the metrics' attributes, the schema URL of our tracer and meter, the cluster id, captured
 headers, and partitions on the metrics when asked for (docs/design.md, the attribute table).
 """
 
@@ -83,13 +83,21 @@ def test_metrics_name_the_partition_when_asked_for(
     assert sum(point.value for point in sdk.metric_points(CONSUMED)) == 2
 
 
-def test_the_tracer_names_the_conventions_schema(
+def test_the_tracer_and_meter_name_the_conventions_schema(
     driver: Driver, sdk: RecordingSdk, topic: str
 ) -> None:
     driver.send(topic, b"v")
     driver.read(topic)
     scopes = {span.instrumentation_scope for span in sdk.spans()}
     assert {(scope.name, scope.schema_url) for scope in scopes} == {("kafka_autotrace", SCHEMA_URL)}
+    data = sdk.reader.get_metrics_data()
+    assert data is not None
+    metric_scopes = {
+        (scope_metrics.scope.name, scope_metrics.scope.schema_url, scope_metrics.schema_url)
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+    }
+    assert metric_scopes == {("kafka_autotrace", SCHEMA_URL, SCHEMA_URL)}
 
 
 def _cluster_id(bootstrap: str) -> str:

@@ -34,7 +34,7 @@ try:
     SCHEMA_URL: str = Schemas.V1_44_0.value
 except (ImportError, AttributeError):  # the package before 0.66b0 names no later schema
     SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
-"""The semantic conventions our telemetry follows, on our tracer."""
+"""The semantic conventions our telemetry follows, on our tracer and meter."""
 
 
 class UpstreamFacts(Protocol):
@@ -108,10 +108,11 @@ class KafkaClientInstrumentor(BaseInstrumentor, abc.ABC):  # type: ignore[misc]
             tracer_provider=kwargs.get("tracer_provider"),
             schema_url=SCHEMA_URL,
         )
-        # No schema URL on the meter yet: with it, the consumer lag that a real Prometheus
-        # scraped came out lower in the end-to-end test (docs/design.md, the attribute table).
         meter = metrics.get_meter(
-            "kafka_autotrace", __version__, meter_provider=kwargs.get("meter_provider")
+            "kafka_autotrace",
+            __version__,
+            meter_provider=kwargs.get("meter_provider"),
+            schema_url=SCHEMA_URL,
         )
         settings = kwargs.get("settings") or Settings.from_env()
         telemetry = KafkaTelemetry(
