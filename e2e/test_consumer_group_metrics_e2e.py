@@ -19,14 +19,20 @@ import yaml
 from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.processes import free_port
-from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
+from support.prometheus import (
+    PROMTOOL,
+    Prometheus,
+    Sample,
+    ensure_installed,
+    exporter_env,
+    render,
+    start_prometheus,
+)
 from test_pipeline_metrics_e2e import (
     CLIENTS,
     UNUSED,
     _all_within,
     _by,
-    _prometheus_exporter,
-    _render,
     start_step,
 )
 
@@ -61,7 +67,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         apps = []
         for client in CLIENTS:
             topic = create_topic(bootstrap, unique_topic("polled"), partitions=PARTITIONS)
-            env = _prometheus_exporter(ports[client])
+            env = exporter_env(ports[client])
             app = start_step(
                 client, bootstrap, client, UNUSED, env, count=0, source=topic,
                 group=groups[client], idle=True,
@@ -158,7 +164,7 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
         annotations = rule.get("annotations", {})
         return {
             "exp_labels": {**rule.get("labels", {}), **labels},
-            "exp_annotations": {key: _render(value, labels) for key, value in annotations.items()},
+            "exp_annotations": {key: render(value, labels) for key, value in annotations.items()},
         }
 
     def last_poll(group: str, values: str) -> dict[str, str]:

@@ -24,8 +24,14 @@ from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.kafka import wait_for_group_coordinator
 from support.processes import free_port
-from support.prometheus import PROMTOOL, Prometheus, Sample, ensure_installed, start_prometheus
-from test_pipeline_metrics_e2e import _render
+from support.prometheus import (
+    PROMTOOL,
+    Prometheus,
+    Sample,
+    ensure_installed,
+    render,
+    start_prometheus,
+)
 
 APP = Path(__file__).parent / "apps" / "skipping_consumer.py"
 SECTIONS = ("Records a consumer never got",)
@@ -150,7 +156,7 @@ def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:
     firing: dict[str, Any] = {
         "exp_labels": {**rule.get("labels", {}), **labels},
         "exp_annotations": {
-            key: _render(value, labels) for key, value in rule["annotations"].items()
+            key: render(value, labels) for key, value in rule["annotations"].items()
         },
     }
     unit_tests = {

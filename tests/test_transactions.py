@@ -24,7 +24,7 @@ from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 from kafka_autotrace.core.outcome import TRANSACTION_OUTCOME
 from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
-from kafka_autotrace.tools.receiver import TRACES_PATH
+from kafka_autotrace.tools.receiver import TRACES_PATH, ReceivedSpan
 from kafka_autotrace.tools.waterfall import render_traces
 
 __all__ = ["kafka"]  # the Apache Kafka node fixture, shared with the skipped-records tests
@@ -143,7 +143,14 @@ def test_send_spans_say_how_their_transaction_ended_and_the_viewer_shows_aborted
     ]
     for span in sends:
         assert span.attributes["messaging.kafka.offset"] >= 0
-    spans = otlp_receiver.wait_for_spans(lambda received: len(received) >= 3)
+    expected = [f"send {topic}", f"send {topic}", f"process {topic}"]
+
+    def complete(received: list[ReceivedSpan]) -> bool:
+        """Both sends and the committed record's processing have arrived."""
+        names = [span.name for span in received]
+        return all(names.count(name) >= expected.count(name) for name in expected)
+
+    spans = otlp_receiver.wait_for_spans(complete)
     waterfall = render_traces(spans)
     aborted, committed = sorted(
         waterfall.split("\n\n"), key=lambda trace: f"process {topic}" in trace
