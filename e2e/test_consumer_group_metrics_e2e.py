@@ -6,13 +6,10 @@ there; promtool's rule unit tests show when each alert fires.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -20,12 +17,11 @@ from support.broker import Broker, create_topic, unique_topic
 from support.docs import METRICS_DOC, documented_series, named_blocks
 from support.processes import free_port
 from support.prometheus import (
-    PROMTOOL,
     Prometheus,
     Sample,
-    ensure_installed,
+    check_alerts,
     exporter_env,
-    render,
+    firing,
     start_prometheus,
 )
 from test_pipeline_metrics_e2e import (
@@ -152,20 +148,10 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
     """promtool's rule unit tests: a consumer whose last poll keeps ageing fires once it is
     over 240 s for 30 s, not before, and one that polls never does; partitions lost fire at
     once, partitions revoked in an orderly rebalance never do."""
-    ensure_installed()
     text = named_blocks(METRICS_DOC, "yaml", SECTIONS)[RULES]
-    (tmp_path / "rules.yml").write_text(text + "\n")
     rules = {
         rule["alert"]: rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]
     }
-
-    def firing(alert: str, **labels: str) -> dict[str, Any]:
-        rule = rules[alert]
-        annotations = rule.get("annotations", {})
-        return {
-            "exp_labels": {**rule.get("labels", {}), **labels},
-            "exp_annotations": {key: render(value, labels) for key, value in annotations.items()},
-        }
 
     def last_poll(group: str, values: str) -> dict[str, str]:
         labels = f'messaging_consumer_group_name="{group}",instance="app:9464"'
@@ -183,56 +169,46 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
             "values": values,
         }
 
-    unit_tests = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": [
-                    last_poll("stuck", "0+15x40"),  # 15 s older at every scrape
-                    last_poll("polling", "0.2x40"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "4m", "alertname": POLL_ALERT, "exp_alerts": []},
-                    {
-                        "eval_time": "6m",
-                        "alertname": POLL_ALERT,
-                        "exp_alerts": [
-                            firing(
-                                POLL_ALERT,
-                                messaging_consumer_group_name="stuck",
-                                instance="app:9464",
-                            )
-                        ],
-                    },
-                ],
-            },
-            {
-                "interval": "1m",
-                "input_series": [
-                    changed("thrown-out", "lost", "0x10 3x30"),
-                    changed("rebalanced", "revoked", "0x10 3x30"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "5m", "alertname": LOST_ALERT, "exp_alerts": []},
-                    {
-                        "eval_time": "12m",
-                        "alertname": LOST_ALERT,
-                        "exp_alerts": [
-                            firing(LOST_ALERT, messaging_consumer_group_name="thrown-out")
-                        ],
-                    },
-                ],
-            },
-        ],
-    }
-    (tmp_path / "tests.yml").write_text(json.dumps(unit_tests, indent=2))  # JSON is YAML too
-    done = subprocess.run(
-        [str(PROMTOOL), "test", "rules", "tests.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
+    check_alerts(
+        tmp_path,
+        text,
+        {
+            "interval": "15s",
+            "input_series": [
+                last_poll("stuck", "0+15x40"),  # 15 s older at every scrape
+                last_poll("polling", "0.2x40"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": POLL_ALERT, "exp_alerts": []},
+                {
+                    "eval_time": "6m",
+                    "alertname": POLL_ALERT,
+                    "exp_alerts": [
+                        firing(
+                            rules[POLL_ALERT],
+                            messaging_consumer_group_name="stuck",
+                            instance="app:9464",
+                        )
+                    ],
+                },
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                changed("thrown-out", "lost", "0x10 3x30"),
+                changed("rebalanced", "revoked", "0x10 3x30"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": LOST_ALERT, "exp_alerts": []},
+                {
+                    "eval_time": "12m",
+                    "alertname": LOST_ALERT,
+                    "exp_alerts": [
+                        firing(rules[LOST_ALERT], messaging_consumer_group_name="thrown-out")
+                    ],
+                },
+            ],
+        },
+        evaluation_interval="15s",
     )
-    assert done.returncode == 0, done.stdout + done.stderr

@@ -82,16 +82,18 @@ def wait_for_series(prometheus: Prometheus, names: Sequence[str], timeout: float
     )
 
 
-def check_alerts(directory: Path, rules: str, alert_tests: dict[str, Any]) -> None:
-    """promtool's rule unit tests: ``alert_tests`` (one entry of its ``tests``, without
-    ``interval``: 1m) run on the rules of the YAML text ``rules``, in ``directory``; raises
-    AssertionError with promtool's output when one fails."""
+def check_alerts(
+    directory: Path, rules: str, *alert_tests: dict[str, Any], evaluation_interval: str = "1m"
+) -> None:
+    """promtool's rule unit tests: each of ``alert_tests`` (an entry of its ``tests``; its
+    ``interval`` 1m unless given) run on the rules of the YAML text ``rules``, in
+    ``directory``; raises AssertionError with promtool's output when one fails."""
     ensure_installed()
     (directory / "rules.yml").write_text(rules + "\n")
     unit_tests = {
         "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", **alert_tests}],
+        "evaluation_interval": evaluation_interval,
+        "tests": [{"interval": "1m", **tests} for tests in alert_tests],
     }
     (directory / "tests.yml").write_text(json.dumps(unit_tests, indent=2))  # JSON is YAML too
     done = subprocess.run(
