@@ -1,12 +1,11 @@
 """Where a process span belongs: the producer's context from the headers, the application's
 active span, and the trust setting that chooses between them.
 
-By default the producer's span is the parent, so producer and consumer are one trace, and
-linked too (as the conventions ask of every process span), and an application span active at
-that moment is linked; the producer's pipeline origin comes with it. In link mode (an
-untrusted producer must not choose the trace, force sampling or set the origin) the ambient
-context is the parent and the producer only linked; in ignore mode headers are not read at
-all.
+By default the producer's span is the parent, so producer and consumer are one trace, and an
+application span active at that moment is linked; the producer's pipeline origin comes with
+it. In link mode (an untrusted producer must not choose the trace, force sampling or set the
+origin) the ambient context is the parent and the producer only linked; in ignore mode headers
+are not read at all.
 """
 
 from __future__ import annotations
@@ -53,10 +52,12 @@ class Parenting:
             return ambient, [Link(remote)] if linked else None
         links = None
         if linked:
-            # The conventions: a process span links its message's creation context, also when
-            # that context is its parent, and the span active at that moment beside it.
+            # The creation context is the parent, so it is not linked again: Jaeger turns a
+            # link to a span's parent into its one reference, FOLLOWS_FROM, losing CHILD_OF
+            # (docs/design.md, "Parent and links of a process span"). The span active at
+            # that moment is linked, as the conventions ask.
             active = get_current_span(ambient).get_span_context()
-            links = [Link(remote), Link(active)] if active.is_valid else [Link(remote)]
+            links = [Link(active)] if active.is_valid else None
         if not ambient:
             return incoming, links
         # Ambient values (the application's own context keys) stay; the producer's span and
