@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import context as otel_context
 
 # ``support`` is a helper package under tests/, not an installed one; putting that directory on
 # sys.path works the same under every pytest import mode, for tests/ and e2e/ alike.
@@ -93,3 +94,14 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
         log = running.log_tail(100)
         if log:
             report.sections.append(("broker log", log))
+
+
+@pytest.fixture(autouse=True)
+def empty_context_per_test() -> Iterator[None]:
+    """Each test ends in the context it started in: a test whose consumer keeps its last
+    process span current (as a consumer that is not closed does, by design) must not parent
+    the spans of the tests after it."""
+    before = otel_context.get_current()
+    yield
+    if otel_context.get_current() is not before:
+        otel_context.attach(before)

@@ -236,10 +236,13 @@ class AIOKafkaGroup(GroupConsumer):
             self.started = True
 
     def take(self, most: int, timeout: float) -> list[tuple[int, int]]:
-        batches = self.loop.run_until_complete(
-            self.consumer.getmany(timeout_ms=int(timeout * 1000), max_records=most)
-        )
-        return [(r.partition, r.offset) for records in batches.values() for r in records]
+        async def take() -> list[tuple[int, int]]:
+            """Handled in the task, as an application does: a record's process span is
+            current in the task that iterates it."""
+            batches = await self.consumer.getmany(timeout_ms=int(timeout * 1000), max_records=most)
+            return [(r.partition, r.offset) for records in batches.values() for r in records]
+
+        return self.loop.run_until_complete(take())
 
     def assignment(self) -> Partitions:
         return _pairs(self.consumer.assignment())
