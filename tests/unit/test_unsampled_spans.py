@@ -170,6 +170,15 @@ def test_the_same_spans_as_the_sdk(name: str) -> None:
     assert started == expected_started
 
 
+def _skip_where_the_sdk_counts_spans() -> None:
+    """Some SDK releases (1.41) give every tracer span metrics of their own, which count dropped
+    spans too: there every span goes through the SDK, and nothing is made without it."""
+    probe: Any = TracerProvider(sampler=sdk_sampling.ALWAYS_OFF).get_tracer("probe")
+    metrics = getattr(probe, "_tracer_metrics", None)
+    if metrics is not None and type(metrics).__name__ != "NoOpTracerMetrics":
+        pytest.skip("this SDK counts its own spans on every tracer: all go through it")
+
+
 @pytest.mark.parametrize(
     "name",
     ["parentbased_traceidratio 0.3", "traceidratio 0.3", "ALWAYS_OFF", "DEFAULT_OFF"],
@@ -177,6 +186,7 @@ def test_the_same_spans_as_the_sdk(name: str) -> None:
 def test_dropped_spans_skip_the_sdk(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison above is not between two SDK runs: with these samplers some spans are
     made without the SDK's ``start_span``."""
+    _skip_where_the_sdk_counts_spans()
     provider = TracerProvider(sampler=SAMPLERS[name](), id_generator=SeededIds(3))
     tracer = provider.get_tracer("differential")
     calls = []
@@ -241,6 +251,7 @@ def test_a_disabled_tracer_goes_through_the_sdk(monkeypatch: pytest.MonkeyPatch)
     tracer: Any = TracerProvider(sampler=sdk_sampling.ALWAYS_OFF).get_tracer("differential")
     if not hasattr(tracer, "_set_tracer_config"):
         pytest.skip("this SDK has no tracer configuration")
+    _skip_where_the_sdk_counts_spans()
     starter = SpanStarter(tracer)
     calls = _counted_calls(tracer, monkeypatch)
     starter.start("send orders")
