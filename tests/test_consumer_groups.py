@@ -38,7 +38,15 @@ FAST_GROUP = {
     "kafka-python": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500},
     "confluent-kafka": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
     "aiokafka": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500},
+    "confluent-kafka-aio": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
 }
+MEMBER_PROCESS = {"confluent-kafka-aio": "confluent-kafka"}
+"""The client of the second member where it is not the first's own: the group protocol is
+librdkafka's either way."""
+CURRENT_SPAN_EVENTS = ("confluent-kafka",)
+"""The clients that call rebalance callbacks or listeners inside the application's call for
+records, where the application's span is current. confluent-kafka's asyncio consumer calls
+them on its executor threads."""
 
 
 def points(sdk: RecordingSdk, name: str, group: str) -> list[Any]:
@@ -65,7 +73,8 @@ def test_a_second_member_takes_partitions_over_and_every_change_is_counted(
     """A owns all three partitions and has taken some records; B (another process, of the same
     client, untraced) joins. What A's own listener was told is what was counted; A's lag and
     assigned partitions cover what it owns now and no more; the changes are events of the span
-    current when they happened (confluent-kafka calls them inside the application's poll)."""
+    current when they happened (the application's, where the library calls its listener inside
+    the application's call for records)."""
     topic = create_topic(bootstrap, unique_topic("shared"), partitions=PARTITIONS)
     produce(bootstrap, topic, 60)
     group = unique_topic("members")
@@ -79,7 +88,14 @@ def test_a_second_member_takes_partitions_over_and_every_change_is_counted(
             first.take_exactly(30)
         assert first.assignment() == [(topic, p) for p in range(PARTITIONS)]
         second = subprocess.Popen(
-            [sys.executable, str(GROUP_MEMBER), client, bootstrap, topic, group],
+            [
+                sys.executable,
+                str(GROUP_MEMBER),
+                MEMBER_PROCESS.get(client, client),
+                bootstrap,
+                topic,
+                group,
+            ],
             stdout=subprocess.DEVNULL,
         )
         closing.callback(second.wait, 20)
@@ -109,7 +125,7 @@ def test_a_second_member_takes_partitions_over_and_every_change_is_counted(
         [last_poll] = points(sdk, LAST_POLL_SECONDS_AGO, group)
         assert last_poll.value >= 0
 
-        if client == "confluent-kafka":
+        if client in CURRENT_SPAN_EVENTS:
             events = {span.name: span.events for span in sdk.spans()}
             [assignment] = [e for e in events["alone"] if e.name == ASSIGNED_EVENT]
             assert list(assignment.attributes[EVENT_PARTITIONS]) == [
@@ -117,6 +133,29 @@ def test_a_second_member_takes_partitions_over_and_every_change_is_counted(
             ]
             assert assignment.attributes[GROUP] == group
             assert REVOKED_EVENT in [e.name for e in events["joined"]]
+
+
+def test_without_application_callbacks_the_changes_are_counted_until_the_consumer_closes(
+    client: str, bootstrap: str
+) -> None:
+    """Ours alone, where the application passes no callback or listener; counted for the
+    consumer the application calls, and for no other (confluent-kafka's asyncio consumer
+    wraps a synchronous one), so nothing is left once it closed."""
+    topic = create_topic(bootstrap, unique_topic("alone"), partitions=PARTITIONS)
+    group = unique_topic("alone")
+    with instrumented(INSTRUMENTORS[client]()) as sdk:
+        made = member(client, bootstrap, group)
+        try:
+            made.subscribe(topic, None)
+            for _ in range(40):
+                made.take(1, 0.3)
+                if len(made.assignment()) == PARTITIONS:
+                    break
+            counted = changes(sdk, group)
+        finally:
+            made.close()
+        assert counted["assigned"] == PARTITIONS, counted
+        assert points(sdk, REBALANCE_TOTAL, group) == [], "no consumer of the group is left"
 
 
 def _outcome(client: str, bootstrap: str, traced: bool, fail: str | None, **hooks: Any) -> Any:
@@ -165,8 +204,9 @@ def test_aiokafka_async_listener_methods_are_awaited(bootstrap: str) -> None:
 
 
 @pytest.mark.parametrize("hooks", [{"on_lost": False}, {}], ids=["on_revoke only", "on_lost"])
+@pytest.mark.parametrize("client", ["confluent-kafka", "confluent-kafka-aio"])
 def test_confluent_partitions_lost_are_counted_and_go_where_they_went_without_us(
-    bootstrap: str, hooks: dict[str, bool]
+    bootstrap: str, hooks: dict[str, bool], client: str
 ) -> None:
     """A member that stops polling past ``max.poll.interval.ms`` loses its partitions: the
     application's ``on_lost``, or its ``on_revoke`` when it gave no ``on_lost``, is told so as
@@ -176,8 +216,8 @@ def test_confluent_partitions_lost_are_counted_and_go_where_they_went_without_us
         topic = create_topic(bootstrap, unique_topic("lost"), partitions=PARTITIONS)
         group = unique_topic("lost")
         app = AppCalls()
-        with instrumented(INSTRUMENTORS["confluent-kafka"]()) if traced else nullcontext() as sdk:
-            made = GROUP_CLIENTS["confluent-kafka"](
+        with instrumented(INSTRUMENTORS[client]()) if traced else nullcontext() as sdk:
+            made = GROUP_CLIENTS[client](
                 bootstrap,
                 group,
                 **{

@@ -28,6 +28,7 @@ INSTRUMENTORS = {
     "kafka-python": KafkaPythonInstrumentor,
     "confluent-kafka": ConfluentKafkaInstrumentor,
     "aiokafka": AIOKafkaInstrumentor,
+    "confluent-kafka-aio": ConfluentKafkaInstrumentor,
 }
 PARTITIONS = 3
 SENT = 600

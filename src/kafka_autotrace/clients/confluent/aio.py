@@ -8,7 +8,11 @@ in 2.12): ``AIOProducer``, ``AIOConsumer``, ``AsyncSerializingProducer`` and
   propagate their context and the consumers of such messages start their own traces: not the
   messages' creation context, they are CLIENT spans.
 - ``AIOConsumer.poll()`` / ``consume()`` / ``close()``: the spans of the synchronous consumer,
-  made current in the task that awaited the call.
+  made current in the task that awaited the call. ``subscribe()``: the rebalance callbacks
+  that count the consumer's group changes
+  (:mod:`~kafka_autotrace.clients.confluent.group_callbacks`). They run on the consumer's
+  executor threads, or in tasks the consumer starts from there, where no span of the
+  application is current: the changes are counted but are no span's events.
 - The ``Producer``/``Consumer`` an aio client wraps runs on executor threads, where a span would
   be made current in the wrong context and would duplicate this one: it is marked delegated,
   and the aio class traces on its behalf.
@@ -73,6 +77,8 @@ class _Receive(ConfluentReceives):
     """Keeps the lag's figures in the aio consumer's state, read from the consumer it wraps
     after each call (in the event loop's thread, the call having returned)."""
 
+    awaits_keyword_callbacks = True
+
     def describe(self, client: Any) -> ClientState:
         wrapped = state_of(getattr(client, "_consumer", None))
         starts_at_earliest = isinstance(wrapped, ConfluentState) and wrapped.starts_at_earliest
@@ -113,6 +119,9 @@ class _TracedAIOConsumer:
     """Mixed in ahead of ``AIOConsumer`` and ``AsyncDeserializingConsumer``."""
 
     __slots__ = ()
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        return await _RECEIVE.subscribe(super().subscribe, self, args, kwargs)  # type: ignore[misc]
 
     async def poll(self, *args: Any, **kwargs: Any) -> Any:
         return await _RECEIVE.one_async(super().poll, self, args, kwargs)  # type: ignore[misc]
