@@ -6,7 +6,9 @@ in 2.12): ``AIOProducer``, ``AIOConsumer``, ``AsyncSerializingProducer`` and
   No headers are ever added: AIOProducer batches messages through ``produce_batch``, which
   cannot carry headers (it raises NotImplementedError when given any), so these spans cannot
   propagate their context and the consumers of such messages start their own traces: not the
-  messages' creation context, they are CLIENT spans.
+  messages' creation context, they are CLIENT spans. ``begin_transaction()``,
+  ``commit_transaction()``, ``abort_transaction()``: followed as the synchronous producer's
+  (:mod:`~kafka_autotrace.core.transactions`).
 - ``AIOConsumer.poll()`` / ``consume()`` / ``close()``: the spans of the synchronous consumer,
   made current in the task that awaited the call. ``subscribe()``: the rebalance callbacks
   that count the consumer's group changes
@@ -41,6 +43,7 @@ from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.receive_flow import ReceiveFlow
 from kafka_autotrace.core.send_flow import SendFlow
 from kafka_autotrace.core.sending import PendingSend, end_when_done
+from kafka_autotrace.core.transactions import TransactionFlow
 
 
 def _delegating(client: Any, inner: str) -> ClientState:
@@ -96,6 +99,7 @@ class _Receive(ConfluentReceives):
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
+_TRANSACTIONS = TransactionFlow(TELEMETRY, _Produce())
 
 
 class _TracedAIOProducer:
@@ -106,6 +110,15 @@ class _TracedAIOProducer:
 
     async def produce(self, *args: Any, **kwargs: Any) -> Any:
         return await self._sends.call_async(super().produce, self, args, kwargs)  # type: ignore[misc]
+
+    async def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return await _TRANSACTIONS.begin_async(super().begin_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    async def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return await _TRANSACTIONS.commit_async(super().commit_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    async def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return await _TRANSACTIONS.abort_async(super().abort_transaction, self, args, kwargs)  # type: ignore[misc]
 
 
 class _TracedAsyncSerializingProducer(_TracedAIOProducer):
