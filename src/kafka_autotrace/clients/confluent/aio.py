@@ -81,6 +81,7 @@ class _Receive(ConfluentReceives):
     after each call (in the event loop's thread, the call having returned)."""
 
     awaits_keyword_callbacks = True
+    rebalances_elsewhere = True
 
     def describe(self, client: Any) -> ClientState:
         wrapped = state_of(getattr(client, "_consumer", None))
