@@ -5,12 +5,12 @@ application's as the library would have: ``on_lost``, or ``on_revoke`` when it g
 the application's did not, as it does without callbacks.
 
 confluent-kafka's asyncio consumer passes the callbacks given by keyword through its event loop
-and awaits what they return (in 2.16; other releases may ask whether they are coroutine
-functions): each of ours there is a coroutine function exactly where the application's is one.
-The binding calls those given by position itself, on the thread of the call being served. Ours
-for a callback the application left out go by keyword only when it gave one so: else the
-binding calls them, which never waits for the event loop (a consumer dropped in the loop's
-thread would wait for good).
+and awaits what they return (2.16): each of ours there is a coroutine function exactly where the
+application's is one, so it is awaited as the application's was whether the library asks or
+awaits what it gets. The binding calls those given by position itself, on the thread of the
+call being served. Ours for a callback the application left out go by keyword only when it gave
+one so: else by position, so that a consumer given no callback by keyword never has its
+rebalances wait for the event loop, as without us.
 """
 
 from __future__ import annotations
