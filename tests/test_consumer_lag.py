@@ -28,6 +28,7 @@ INSTRUMENTORS = {
     "kafka-python": KafkaPythonInstrumentor,
     "confluent-kafka": ConfluentKafkaInstrumentor,
     "aiokafka": AIOKafkaInstrumentor,
+    "confluent-kafka-aio": ConfluentKafkaInstrumentor,
 }
 PARTITIONS = 3
 SENT = 600
@@ -154,7 +155,8 @@ def test_partitions_not_reached_count_from_their_committed_offset(
         [ConsumerGroupTopicPartitions(group, offsets)]
     ).values()
     done.result(timeout=20)
-    config: dict[str, Any] = {"statistics.interval.ms": 100} if client == "confluent-kafka" else {}
+    confluent = client.startswith("confluent-kafka")
+    config: dict[str, Any] = {"statistics.interval.ms": 100} if confluent else {}
     made = GROUP_CLIENTS[client](bootstrap, group, **config)
     made.subscribe(topic, None)
     try:

@@ -158,3 +158,43 @@ def test_send_spans_say_how_their_transaction_ended_and_the_viewer_shows_aborted
     assert "1 ABORTED" in aborted and "ABORTED: its transaction aborted" in aborted, waterfall
     assert "MISSING" not in waterfall, waterfall
     assert f"process {topic}" in committed and "ABORTED" not in committed, waterfall
+
+
+def test_aio_producer_send_spans_say_how_their_transaction_ended(kafka: KafkaCluster) -> None:
+    """confluent-kafka's AIOProducer, whose sends carry no context to their consumers (see
+    tests/test_confluent_kafka_aio.py), so only its own spans are compared."""
+    aio = pytest.importorskip("confluent_kafka.aio")
+    if not hasattr(aio.AIOProducer, "commit_transaction"):
+        pytest.skip("this confluent-kafka's AIOProducer has no transactions")
+    bootstrap = kafka.bootstrap_servers
+    topic = create_topic(bootstrap, unique_topic("tx"))
+
+    async def run() -> None:
+        producer = aio.AIOProducer(
+            {"bootstrap.servers": bootstrap, "transactional.id": unique_topic("tx")},
+            buffer_timeout=0.05,
+        )
+        try:
+            await producer.init_transactions(30)
+            for outcome, value in [("commit", b"kept"), ("abort", b"dropped")]:
+                await producer.begin_transaction()
+                delivered = await producer.produce(topic, value)
+                await producer.flush()
+                await asyncio.wait_for(delivered, 30)
+                if outcome == "commit":
+                    await producer.commit_transaction(30)
+                else:
+                    await producer.abort_transaction(30)
+        finally:
+            await producer.close()
+
+    with instrumented(ConfluentKafkaInstrumentor()) as sdk:
+        asyncio.run(run())
+        assert read_committed(bootstrap, topic, 1) == [b"kept"]
+    assert sdk.open_spans.names() == [], "every span must end"
+    outcomes = {
+        span.attributes[TRANSACTION_OUTCOME]: span.attributes["messaging.kafka.offset"]
+        for span in sdk.spans(f"send {topic}")
+    }
+    assert sorted(outcomes) == ["aborted", "committed"]
+    assert outcomes["committed"] < outcomes["aborted"], "sent in that order"

@@ -127,6 +127,17 @@ class KafkaPythonGroup(GroupConsumer):
         self.consumer.close()
 
 
+def confluent_callbacks(
+    app: AppCalls | None, hooks: dict[str, bool], callback: Callable[[str], Callable[..., Any]]
+) -> dict[str, Callable[..., Any]]:
+    """confluent-kafka's ``subscribe()`` callbacks by name, ``callback(change)`` for each that
+    ``hooks`` does not leave out (all by default); none without an application."""
+    if app is None:
+        return {}
+    changes = {"on_assign": "assigned", "on_revoke": "revoked", "on_lost": "lost"}
+    return {name: callback(change) for name, change in changes.items() if hooks.get(name, True)}
+
+
 class ConfluentGroup(GroupConsumer):
     name = "confluent-kafka"
 
@@ -151,16 +162,11 @@ class ConfluentGroup(GroupConsumer):
     def subscribe(self, topic: str, app: AppCalls | None, **hooks: bool) -> None:
         """``hooks``: which of on_assign, on_revoke, on_lost the application passes (all by
         default)."""
-        callbacks: dict[str, Callable[[Any, Any], None]] = {}
-        if app is not None:
-            for name, change in (
-                ("on_assign", "assigned"),
-                ("on_revoke", "revoked"),
-                ("on_lost", "lost"),
-            ):
-                if hooks.get(name, True):
-                    callbacks[name] = lambda _, partitions, c=change: app.called(c, partitions)
-        self.consumer.subscribe([topic], **callbacks)
+
+        def called(change: str) -> Callable[[Any, Any], None]:
+            return lambda _, partitions: app.called(change, partitions)  # type: ignore[union-attr]
+
+        self.consumer.subscribe([topic], **confluent_callbacks(app, hooks, called))
 
     def take(self, most: int, timeout: float) -> list[tuple[int, int]]:
         messages = self.consumer.consume(most, timeout)
@@ -258,6 +264,70 @@ class AIOKafkaGroup(GroupConsumer):
         self.loop.close()
 
 
+class ConfluentAioGroup(GroupConsumer):
+    """confluent-kafka's ``AIOConsumer``, each step run to its end on the consumer's own event
+    loop; the application's callbacks are coroutine functions, given by keyword."""
+
+    name = "confluent-kafka-aio"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from confluent_kafka.aio import AIOConsumer
+
+        self.loop = asyncio.new_event_loop()
+
+        async def make() -> Any:
+            return AIOConsumer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "group.id": self.group,
+                    "auto.offset.reset": self.reset,
+                    "enable.auto.commit": False,
+                    **self.config,
+                }
+            )
+
+        self.consumer = self.loop.run_until_complete(make())
+
+    @property
+    def client(self) -> Any:
+        return self.consumer
+
+    def subscribe(self, topic: str, app: AppCalls | None, **hooks: bool) -> None:
+        """``hooks``: which of on_assign, on_revoke, on_lost the application passes (all by
+        default)."""
+
+        def awaited(change: str) -> Callable[[Any, Any], Any]:
+            async def callback(consumer: Any, partitions: Any) -> None:
+                await asyncio.sleep(0)
+                app.called(change, partitions)  # type: ignore[union-attr]
+
+            return callback
+
+        callbacks = confluent_callbacks(app, hooks, awaited)
+        self.loop.run_until_complete(self.consumer.subscribe([topic], **callbacks))
+
+    def take(self, most: int, timeout: float) -> list[tuple[int, int]]:
+        async def take() -> list[tuple[int, int]]:
+            messages = await self.consumer.consume(most, timeout)
+            return [(m.partition(), m.offset()) for m in messages if m.error() is None]
+
+        return self.loop.run_until_complete(take())
+
+    def assignment(self) -> Partitions:
+        return _pairs(self.loop.run_until_complete(self.consumer.assignment()))
+
+    def pause_all(self) -> None:
+        async def pause() -> None:
+            await self.consumer.pause(await self.consumer.assignment())
+
+        self.loop.run_until_complete(pause())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.consumer.close())
+        self.loop.close()
+
+
 GROUP_CLIENTS: dict[str, type[GroupConsumer]] = {
-    cls.name: cls for cls in (KafkaPythonGroup, ConfluentGroup, AIOKafkaGroup)
+    cls.name: cls for cls in (KafkaPythonGroup, ConfluentGroup, AIOKafkaGroup, ConfluentAioGroup)
 }

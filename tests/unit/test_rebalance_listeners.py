@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kafka_autotrace.clients.confluent.positions import noting_callbacks
+from kafka_autotrace.clients.confluent.group_callbacks import noting_callbacks
 from kafka_autotrace.core.listeners import listener_subscription, noting_listener
 
 
@@ -130,3 +130,54 @@ def test_confluent_lost_partitions_go_to_on_revoke_when_there_is_no_on_lost() ->
 
 def test_confluent_callbacks_that_are_not_callable_are_left_for_the_binding_to_reject() -> None:
     assert noting_callbacks(((["t"], "not callable"), {}), lambda *c: None) is None
+
+
+def test_confluent_aio_callbacks_by_keyword_are_awaited_where_the_applications_are() -> None:
+    """confluent_kafka.aio awaits what a callback given by keyword returns: ours are coroutine
+    functions where the application's is one, or where it gave none; its synchronous one stays
+    synchronous."""
+    noted: list[tuple[str, Any]] = []
+    told: list[str] = []
+
+    async def on_revoke(consumer: Any, partitions: Any) -> str:
+        told.append("on_revoke")
+        return "revoked"
+
+    def on_assign(consumer: Any, partitions: Any) -> Any:
+        told.append("on_assign")
+        return asyncio.sleep(0, "assigned")
+
+    given = ((["t"],), {"on_revoke": on_revoke, "on_assign": on_assign})
+    arguments = noting_callbacks(given, lambda *c: noted.append(c), awaits_keywords=True)
+    assert arguments is not None
+    args, callbacks = arguments
+    assert args == (["t"],)
+    assert not inspect.iscoroutinefunction(callbacks["on_assign"])
+    assert all(inspect.iscoroutinefunction(callbacks[name]) for name in ("on_revoke", "on_lost"))
+
+    async def rebalance() -> list[Any]:
+        return [await callbacks[name](None, ["p0"]) for name in callbacks]
+
+    assert asyncio.run(rebalance()) == ["revoked", "assigned", "revoked"]
+    assert noted == [("revoked", ["p0"]), ("assigned", ["p0"]), ("lost", ["p0"])]
+    assert told == ["on_revoke", "on_assign", "on_revoke"]
+
+
+def test_confluent_aio_without_keyword_callbacks_ours_are_the_bindings_to_call() -> None:
+    """None given by keyword: ours go by position, where the binding calls them itself, and
+    never wait for the event loop."""
+    noted: list[tuple[str, Any]] = []
+    told: list[Any] = []
+
+    def on_assign(consumer: Any, partitions: Any) -> None:
+        told.append(partitions)
+
+    for given in (((["t"],), {}), ((), {"topics": ["t"]}), ((["t"], on_assign), {})):
+        arguments = noting_callbacks(given, lambda *c: noted.append(c), awaits_keywords=True)
+        assert arguments is not None
+        args, kwargs = arguments
+        assert (args[0], kwargs, len(args)) == (["t"], {}, 4)
+        assert not any(inspect.iscoroutinefunction(callback) for callback in args[1:])
+        assert [callback(None, ["p0"]) for callback in args[1:]] == [None, None, None]
+    assert noted == [(change, ["p0"]) for change in ("assigned", "revoked", "lost")] * 3
+    assert told == [["p0"]]

@@ -86,9 +86,11 @@ class _Send(SendAdapter):
 
 
 class _Receive(MappingBatches, ReceiveAdapter):
-    """``getmany()`` returns ``{TopicPartition: [records]}``."""
+    """``getmany()`` returns ``{TopicPartition: [records]}``. The listener runs in the
+    consumer's coordination task."""
 
     getter = AttributeRecordGetter()
+    rebalances_elsewhere = True
 
     def describe(self, client: Any) -> ClientState:
         return _info(getattr(client, "_client", None), getattr(client, "_group_id", None))

@@ -178,9 +178,11 @@ class _Send(_Clients, SendAdapter):
 
 
 class _Receive(_Clients, MappingBatches, ReceiveAdapter):
-    """``poll()`` returns ``{TopicPartition: [records]}``."""
+    """``poll()`` returns ``{TopicPartition: [records]}``. The listener runs on the consumer's
+    IO thread (kafka-python 3) while the application waits in ``poll()``."""
 
     getter = AttributeRecordGetter()
+    rebalances_elsewhere = True
 
     def assigned_partitions(self, consumer: Any) -> Iterable[Any]:
         return list(consumer._subscription.assignment)

@@ -157,6 +157,11 @@ class ReceiveAdapter(_ClientAdapter):
 
     getter: RecordGetter[Any]
 
+    rebalances_elsewhere = False
+    """Whether the library calls rebalance callbacks or listeners on a thread or task of its
+    own while the application waits in its call for records, so that the context of that call
+    is kept for their span events (:func:`~kafka_autotrace.core.rebalance.note_change`)."""
+
     def is_record(self, entry: Any) -> bool:
         """Whether something a consumer returned is a record (not None or an error event)."""
         return True

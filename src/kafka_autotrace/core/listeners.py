@@ -1,13 +1,14 @@
-"""Rebalance listeners that note each change of a consumer's assignment, then call the
-application's own listener exactly as the library would have: same method, same argument,
-its return value and exceptions passed on. For libraries that take a listener object with
+"""Rebalance listeners and callbacks that note each change of a consumer's assignment, then
+call the application's own exactly as the library would have: same arguments, its return value
+and exceptions passed on. :func:`noting_call` wraps one callback (confluent-kafka's
+``on_assign``, ``on_revoke``, ``on_lost``); :func:`noting_listener` a listener object with
 ``on_partitions_assigned``, ``on_partitions_revoked`` and ``on_partitions_lost`` methods
 (kafka-python, aiokafka).
 
-Each method of ours is a coroutine function exactly where the application's is one, because
-the libraries decide whether to await a method by asking (kafka-python) or by what it returns
-(aiokafka). Without an application listener, ours only notes the changes, as the library's
-own default does nothing.
+Each callable of ours is a coroutine function exactly where the application's is one, because
+the libraries decide whether to await a callback by asking (kafka-python) or by what it
+returns (aiokafka, confluent-kafka's asyncio consumer). Without an application listener, ours
+only notes the changes, as the library's own default does nothing.
 """
 
 from __future__ import annotations
@@ -41,11 +42,32 @@ def _target(listener: object, name: str) -> Callable[[Any], Any] | None:
     return method
 
 
+def _noted(note: Note, change: str, target: Callable[..., Any] | None, *args: Any) -> Any:
+    """Note the partitions (the last argument), then call ``target`` with every argument."""
+    note(change, args[-1])
+    return None if target is None else target(*args)
+
+
+async def _noted_async(
+    note: Note, change: str, target: Callable[..., Any] | None, *args: Any
+) -> Any:
+    """:func:`_noted`, awaiting ``target``."""
+    note(change, args[-1])
+    return None if target is None else await target(*args)
+
+
+def noting_call(
+    note: Note, change: str, target: Callable[..., Any] | None, asynchronous: bool
+) -> Callable[..., Any]:
+    """A callback that notes ``change`` of the partitions it is given last, then calls
+    ``target`` (None: none) with all it was given; a coroutine function when
+    ``asynchronous``."""
+    return functools.partial(_noted_async if asynchronous else _noted, note, change, target)
+
+
 def _sync_method(name: str, change: str) -> Callable[..., Any]:
     def method(self: Any, partitions: Any) -> Any:
-        self._note(change, partitions)
-        target = _target(self._listener, name)
-        return None if target is None else target(partitions)
+        return _noted(self._note, change, _target(self._listener, name), partitions)
 
     method.__name__ = name
     return method
@@ -53,9 +75,7 @@ def _sync_method(name: str, change: str) -> Callable[..., Any]:
 
 def _async_method(name: str, change: str) -> Callable[..., Any]:
     async def method(self: Any, partitions: Any) -> Any:
-        self._note(change, partitions)
-        target = _target(self._listener, name)
-        return None if target is None else await target(partitions)
+        return await _noted_async(self._note, change, _target(self._listener, name), partitions)
 
     method.__name__ = name
     return method

@@ -1,7 +1,9 @@
 """A consumer's group changes as they happen: counted per consumer and added as events to the
-span current at that moment, if one is recording. Called by the rebalance callbacks and
-listeners the adapters put in place (:mod:`~kafka_autotrace.core.listeners`), before the
-application's own; reported by :mod:`~kafka_autotrace.core.groups`.
+span current at that moment, if one is recording, else (for a library that calls its listeners
+on a thread or task of its own) to the span current in the application's call in progress.
+Called by the rebalance callbacks and listeners the adapters put in place
+(:mod:`~kafka_autotrace.core.listeners`), before the application's own; reported by
+:mod:`~kafka_autotrace.core.groups`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
+from opentelemetry.context import Context
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_CONSUMER_GROUP_NAME,
 )
@@ -31,6 +34,7 @@ class ConsumerActivity:
     __slots__ = (
         "_lock",
         "assignment_changed",
+        "caller",
         "handed",
         "in_call",
         "last_call",
@@ -44,6 +48,9 @@ class ConsumerActivity:
         """When (monotonic) the application last called the consumer."""
         self.in_call = False
         """Whether that call has not returned yet (nor raised)."""
+        self.caller: Context | None = None
+        """The context that call was made in, kept where the library calls its rebalance
+        listeners elsewhere (``ReceiveAdapter.rebalances_elsewhere``)."""
         self.handed: dict[tuple[str, int], int] = {}
         """The position the application reached per (topic, partition): the offset after the
         last record handed to it (:func:`~kafka_autotrace.core.gaps.hand_out`). The lag of a
@@ -73,13 +80,17 @@ def note_change(
     change: str,
     partitions: Iterable[tuple[str, int]],
 ) -> None:
-    """Count a change of the consumer's assignment and add it to the current span as an event.
-    Never raises: it runs inside the library's rebalance, before the application's callback."""
+    """Count a change of the consumer's assignment and add it as an event to the current span,
+    else to that of the application's call in progress. Never raises: it runs inside the
+    library's rebalance, before the application's callback."""
     try:
         changed = list(partitions)
         changes.count(change, changed)
         named = sorted(f"{topic}/{partition}" for topic, partition in changed)
         span = get_current_span()
+        caller = changes.caller
+        if not span.is_recording() and changes.in_call and caller is not None:
+            span = get_current_span(caller)
         if span.is_recording():
             attributes: dict[str, str | list[str]] = {PARTITIONS: named}
             if group:

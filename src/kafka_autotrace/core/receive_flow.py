@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from kafka_autotrace.core.adapter import ReceiveAdapter
@@ -59,6 +60,8 @@ class ReceiveFlow:
                 telemetry.report_lag(client, state, self._adapter)
         state.activity.last_call = time.monotonic()
         state.activity.in_call = True
+        if self._adapter.rebalances_elsewhere:
+            state.activity.caller = otel_context.get_current()
         return state
 
     def _returned(self, client: object, state: ClientState) -> None:

@@ -6,9 +6,15 @@ in 2.12): ``AIOProducer``, ``AIOConsumer``, ``AsyncSerializingProducer`` and
   No headers are ever added: AIOProducer batches messages through ``produce_batch``, which
   cannot carry headers (it raises NotImplementedError when given any), so these spans cannot
   propagate their context and the consumers of such messages start their own traces: not the
-  messages' creation context, they are CLIENT spans.
+  messages' creation context, they are CLIENT spans. ``begin_transaction()``,
+  ``commit_transaction()``, ``abort_transaction()``: followed as the synchronous producer's
+  (:mod:`~kafka_autotrace.core.transactions`).
 - ``AIOConsumer.poll()`` / ``consume()`` / ``close()``: the spans of the synchronous consumer,
-  made current in the task that awaited the call.
+  made current in the task that awaited the call. ``subscribe()``: the rebalance callbacks
+  that count the consumer's group changes
+  (:mod:`~kafka_autotrace.clients.confluent.group_callbacks`). They run on the consumer's
+  executor threads, or in tasks the consumer starts from there, where no span of the
+  application is current: the changes are counted but are no span's events.
 - The ``Producer``/``Consumer`` an aio client wraps runs on executor threads, where a span would
   be made current in the wrong context and would duplicate this one: it is marked delegated,
   and the aio class traces on its behalf.
@@ -37,6 +43,7 @@ from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.receive_flow import ReceiveFlow
 from kafka_autotrace.core.send_flow import SendFlow
 from kafka_autotrace.core.sending import PendingSend, end_when_done
+from kafka_autotrace.core.transactions import TransactionFlow
 
 
 def _delegating(client: Any, inner: str) -> ClientState:
@@ -73,6 +80,9 @@ class _Receive(ConfluentReceives):
     """Keeps the lag's figures in the aio consumer's state, read from the consumer it wraps
     after each call (in the event loop's thread, the call having returned)."""
 
+    awaits_keyword_callbacks = True
+    rebalances_elsewhere = True
+
     def describe(self, client: Any) -> ClientState:
         wrapped = state_of(getattr(client, "_consumer", None))
         starts_at_earliest = isinstance(wrapped, ConfluentState) and wrapped.starts_at_earliest
@@ -90,6 +100,7 @@ class _Receive(ConfluentReceives):
 
 
 _RECEIVE = ReceiveFlow(TELEMETRY, _Receive())
+_TRANSACTIONS = TransactionFlow(TELEMETRY, _Produce())
 
 
 class _TracedAIOProducer:
@@ -100,6 +111,15 @@ class _TracedAIOProducer:
 
     async def produce(self, *args: Any, **kwargs: Any) -> Any:
         return await self._sends.call_async(super().produce, self, args, kwargs)  # type: ignore[misc]
+
+    async def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return await _TRANSACTIONS.begin_async(super().begin_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    async def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return await _TRANSACTIONS.commit_async(super().commit_transaction, self, args, kwargs)  # type: ignore[misc]
+
+    async def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return await _TRANSACTIONS.abort_async(super().abort_transaction, self, args, kwargs)  # type: ignore[misc]
 
 
 class _TracedAsyncSerializingProducer(_TracedAIOProducer):
@@ -113,6 +133,9 @@ class _TracedAIOConsumer:
     """Mixed in ahead of ``AIOConsumer`` and ``AsyncDeserializingConsumer``."""
 
     __slots__ = ()
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        return await _RECEIVE.subscribe(super().subscribe, self, args, kwargs)  # type: ignore[misc]
 
     async def poll(self, *args: Any, **kwargs: Any) -> Any:
         return await _RECEIVE.one_async(super().poll, self, args, kwargs)  # type: ignore[misc]

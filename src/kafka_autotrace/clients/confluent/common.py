@@ -22,10 +22,10 @@ from types import ModuleType
 from typing import Any
 
 from kafka_autotrace.clients.confluent.figures import StatisticsFigures
+from kafka_autotrace.clients.confluent.group_callbacks import noting_callbacks
 from kafka_autotrace.clients.confluent.positions import (
     ConsumerView,
     lag_of,
-    noting_callbacks,
     read_idle,
     read_view,
 )
@@ -229,6 +229,9 @@ class ConfluentReceives(_KafkaErrorNames, ReceiveAdapter):
     from what its calls left in its :class:`ConsumerView`."""
 
     getter = MessageGetter()
+    awaits_keyword_callbacks = False
+    """Whether the consumer awaits the rebalance callbacks given by keyword (the asyncio
+    consumer's)."""
 
     def is_record(self, entry: Any) -> bool:
         return entry.error() is None
@@ -273,7 +276,7 @@ class ConfluentReceives(_KafkaErrorNames, ReceiveAdapter):
             read_view(self.librdkafka_consumer(consumer), state.view, state.activity)
 
     def noting_subscription(self, arguments: Arguments, note: Note) -> Arguments | None:
-        return noting_callbacks(arguments, note)
+        return noting_callbacks(arguments, note, self.awaits_keyword_callbacks)
 
     def log_start(self, consumer: Any, partition: Partition) -> int | None:
         return log_start_of(consumer, partition)

@@ -4,8 +4,7 @@ one called in a loop keeps them waiting for good, so the metric reader never cal
 the application may be inside of. Its assignment and the watermarks librdkafka cached from its
 last fetches (no request to the broker) are read in the application's thread when a call
 returns, once per export that used them (:func:`read_view`), or, while the application is not
-calling the consumer, in a thread of their own (:func:`read_idle`). Also the rebalance
-callbacks that note a consumer's group changes.
+calling the consumer, in a thread of their own (:func:`read_idle`).
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
-from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.lag import Lag
-from kafka_autotrace.core.listeners import Note
-from kafka_autotrace.core.rebalance import ASSIGNED, LOST, REVOKED, ConsumerActivity
+from kafka_autotrace.core.rebalance import ConsumerActivity
 
 _logger = logging.getLogger(__name__)
 
@@ -108,34 +104,3 @@ def lag_of(
         return None
     topic, partition_id = partition
     return topic, partition_id, high - offset
-
-
-_SUBSCRIBE = CallShape("topics", "on_assign", "on_revoke", "on_lost")
-
-
-def noting_callbacks(arguments: Arguments, note: Note) -> Arguments | None:
-    """``subscribe()``'s arguments with rebalance callbacks that note each change, then call the
-    application's as librdkafka's binding would: ``on_lost``, or ``on_revoke`` when it gave no
-    ``on_lost``. Ours assign nothing, so the binding still assigns (or unassigns) after them
-    when the application's did not, as it does without callbacks."""
-    args, kwargs = arguments
-    given = {
-        name: _SUBSCRIBE.get(args, kwargs, name) for name in ("on_assign", "on_revoke", "on_lost")
-    }
-    if any(callback is not None and not callable(callback) for callback in given.values()):
-        return None  # left for the binding to reject
-    on_lost = given["on_lost"] or given["on_revoke"]
-    for name, change, callback in (
-        ("on_assign", ASSIGNED, given["on_assign"]),
-        ("on_revoke", REVOKED, given["on_revoke"]),
-        ("on_lost", LOST, on_lost),
-    ):
-        args, kwargs = _SUBSCRIBE.replace(
-            args, kwargs, name, partial(_noted, note, change, callback)
-        )
-    return args, kwargs
-
-
-def _noted(note: Note, change: str, callback: Any, consumer: Any, partitions: Any) -> Any:
-    note(change, partitions)
-    return None if callback is None else callback(consumer, partitions)
