@@ -13,32 +13,29 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from support.apps import RunningApp, start_app
 from support.broker import Broker, create_topic, unique_topic
-from support.docs import METRICS_DOC, documented_series, named_blocks
-from support.processes import free_port
-from support.prometheus import (
-    Prometheus,
-    Sample,
-    check_alerts,
-    exporter_env,
-    firing,
-    start_prometheus,
-    wait_for_series,
+from support.documented_metrics import (
+    UNUSED,
+    DocumentedMetrics,
+    all_within,
+    assert_rules_evaluate,
+    values_by,
 )
+from support.prometheus import Prometheus, Sample, check_alerts, firing
 
 APP = Path(__file__).parent / "apps" / "client_figures.py"
 LINGER_MS = 20
-SECTIONS = ("Client statistics", "Client statistics: queries", "Client statistics: alerting rules")
-RULES = "Alerting rules: client statistics"
+DOC = DocumentedMetrics(
+    ("Client statistics", "Client statistics: queries", "Client statistics: alerting rules"),
+    "Alerting rules: client statistics",
+)
 ALERT = "KafkaProducerQueueTimeNearLinger"
 PRODUCERS = {"kp-producer", "ck-producer"}
 CONSUMERS = {"kp-consumer", "ck-consumer"}
-UNUSED = "http://127.0.0.1:9"  # no OTLP: metrics are scraped, traces not exported
 
 
 @dataclass(frozen=True)
@@ -50,15 +47,11 @@ class Scraped:
 @pytest.fixture(scope="module")
 def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     bootstrap = broker.bootstrap_servers
-    rules = tmp_path_factory.mktemp("rules") / "rules.yml"
-    rules.write_text(named_blocks(METRICS_DOC, "yaml", SECTIONS)[RULES] + "\n")
-    ports = {client: free_port() for client in ("kafka-python", "confluent-kafka")}
+    clients = ("kafka-python", "confluent-kafka")
     with ExitStack() as running:
-        prometheus = running.enter_context(
-            start_prometheus([f"127.0.0.1:{port}" for port in ports.values()], [rules])
-        )
+        scraping = running.enter_context(DOC.scraping(tmp_path_factory.mktemp("rules"), clients))
         apps = {}
-        for client, port in ports.items():
+        for client in clients:
             topic = create_topic(bootstrap, unique_topic(f"figures-{client}"))
             app = start_app(
                 APP,
@@ -68,41 +61,35 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 str(LINGER_MS),
                 service=client,
                 endpoint=UNUSED,
-                env=exporter_env(port),
+                env=scraping.envs[client],
             )
             apps[client] = running.enter_context(app)
         for app in apps.values():
             app.wait_for_output("running")
-        yield Scraped(prometheus, apps)
+        yield Scraped(scraping.prometheus, apps)
 
 
 def _by_client(samples: list[Sample]) -> dict[str, float]:
-    return {sample.labels["client_id"]: sample.value for sample in samples}
-
-
-def _within(got: dict[Any, float], keys: set[Any], low: float, high: float) -> bool:
-    return set(got) == keys and all(
-        math.isfinite(value) and low < value <= high for value in got.values()
-    )
+    return values_by(samples, "client_id")
 
 
 def _queue_time(samples: list[Sample]) -> bool:
     """kafka-python's batches close on linger.ms: each waits about that long (well over 1 ms,
     under a second)."""
-    return _within(_by_client(samples), {"kp-producer"}, 1, 1000)
+    return all_within(_by_client(samples), {"kp-producer"}, 1, 1000)
 
 
 def _queue_latency(samples: list[Sample]) -> bool:
-    return _within(_by_client(samples), {"ck-producer"}, 1, 1000)
+    return all_within(_by_client(samples), {"ck-producer"}, 1, 1000)
 
 
 def _batch_size(samples: list[Sample]) -> bool:
     """At least one 100-byte record per batch, far from a full batch (16 KiB or 1 MB)."""
-    return _within(_by_client(samples), PRODUCERS, 100, 16_384)
+    return all_within(_by_client(samples), PRODUCERS, 100, 16_384)
 
 
 def _records_per_fetch(samples: list[Sample]) -> bool:
-    return _within(_by_client(samples), CONSUMERS, 0, 10_000)
+    return all_within(_by_client(samples), CONSUMERS, 0, 10_000)
 
 
 def _request_latency(samples: list[Sample]) -> bool:
@@ -130,19 +117,17 @@ EXPECTED: dict[str, Callable[[list[Sample]], bool]] = {
 
 
 def test_every_documented_query_is_checked() -> None:
-    assert set(named_blocks(METRICS_DOC, "promql", SECTIONS)) == set(EXPECTED)
-    assert set(named_blocks(METRICS_DOC, "yaml", SECTIONS)) == {RULES}
+    DOC.assert_all_checked(EXPECTED)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_documented_query_gives_plausible_numbers(scraped: Scraped, name: str) -> None:
-    query = named_blocks(METRICS_DOC, "promql", SECTIONS)[name]
-    scraped.prometheus.wait_for(query, EXPECTED[name], 30)
+    DOC.wait_for_query(scraped.prometheus, name, EXPECTED[name], 30)
 
 
-@pytest.mark.parametrize("metric", documented_series(METRICS_DOC, SECTIONS))
+@pytest.mark.parametrize("metric", DOC.series)
 def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
-    wait_for_series(scraped.prometheus, documented_series(METRICS_DOC, SECTIONS)[metric], 30)
+    DOC.wait_for_series(scraped.prometheus, metric, 30)
 
 
 def test_the_applications_stats_cb_still_gets_the_statistics(scraped: Scraped) -> None:
@@ -156,12 +141,7 @@ def test_documented_alerting_rule_loads_and_fires_on_the_lingering_producers(
 ) -> None:
     """Both producers' batches close on linger.ms: the rule's condition holds for both (it
     fires only after 10 minutes, which promtool checks below)."""
-    rules = scraped.prometheus.wait_for_rules(
-        lambda rules: bool(rules) and all(rule["health"] != "unknown" for rule in rules)
-    )
-    assert {rule["name"]: (rule["health"], rule.get("lastError", "")) for rule in rules} == {
-        ALERT: ("ok", "")
-    }
+    assert_rules_evaluate(scraped.prometheus, {ALERT})
     scraped.prometheus.wait_for_rules(
         lambda rules: (
             {alert["labels"]["client_id"] for alert in rules[0].get("alerts", [])} == PRODUCERS
@@ -175,7 +155,7 @@ def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:
     10 minutes fires, per client, whichever figure it has (per batch, or librdkafka's per
     message, half as long); one whose batches fill before linger.ms (queue time a few ms) does
     not, nor does a lingering one before 10 minutes."""
-    text = named_blocks(METRICS_DOC, "yaml", SECTIONS)[RULES]
+    text = DOC.rules_text
     [rule] = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
 
     def series(metric: str, client: str, values: str) -> dict[str, str]:

@@ -14,26 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 from support.broker import Broker, create_topic, unique_topic
-from support.docs import METRICS_DOC, documented_series, named_blocks
-from support.processes import free_port
-from support.prometheus import (
-    Prometheus,
-    Sample,
-    check_alerts,
-    exporter_env,
-    firing,
-    start_prometheus,
-)
-from test_pipeline_metrics_e2e import (
-    CLIENTS,
+from support.documented_metrics import (
     UNUSED,
-    _all_within,
-    _by,
-    start_step,
+    DocumentedMetrics,
+    all_within,
+    assert_rules_evaluate,
+    values_by,
 )
+from support.prometheus import Prometheus, Sample, check_alerts, firing
+from test_pipeline_metrics_e2e import CLIENTS, start_step
 
-SECTIONS = ("Consumer groups and polling",)
-RULES = "Alerting rules: consumer groups"
+DOC = DocumentedMetrics(("Consumer groups and polling",), "Alerting rules: consumer groups")
 PARTITIONS = 3
 GROUP = "messaging.consumer.group.name"
 CHANGE = "kafka_autotrace.rebalance.change"
@@ -52,18 +43,13 @@ class Scraped:
 @pytest.fixture(scope="module")
 def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     bootstrap = broker.bootstrap_servers
-    rules = tmp_path_factory.mktemp("rules") / "rules.yml"
-    rules.write_text(named_blocks(METRICS_DOC, "yaml", SECTIONS)[RULES] + "\n")
-    ports = {client: free_port() for client in CLIENTS}
     groups = {client: unique_topic(client) for client in CLIENTS}
     with ExitStack() as running:
-        prometheus = running.enter_context(
-            start_prometheus([f"127.0.0.1:{port}" for port in ports.values()], [rules])
-        )
+        scraping = running.enter_context(DOC.scraping(tmp_path_factory.mktemp("rules"), CLIENTS))
         apps = []
         for client in CLIENTS:
             topic = create_topic(bootstrap, unique_topic("polled"), partitions=PARTITIONS)
-            env = exporter_env(ports[client])
+            env = scraping.envs[client]
             app = start_step(
                 client, bootstrap, client, UNUSED, env, count=0, source=topic,
                 group=groups[client], idle=True,
@@ -71,27 +57,27 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             apps.append(running.enter_context(app))
         for app in apps:
             app.wait_for_output("idle")
-        yield Scraped(prometheus, set(groups.values()))
+        yield Scraped(scraping.prometheus, set(groups.values()))
 
 
 def _last_poll(p: Scraped, samples: list[Sample]) -> bool:
     """Each idle consumer polls every 0.2 s: seconds, never minutes."""
-    return _all_within(_by(samples, GROUP), p.groups, -1, 5)
+    return all_within(values_by(samples, GROUP), p.groups, -1, 5)
 
 
 def _owned(p: Scraped, samples: list[Sample]) -> bool:
-    return _by(samples, GROUP) == dict.fromkeys(p.groups, PARTITIONS)
+    return values_by(samples, GROUP) == dict.fromkeys(p.groups, PARTITIONS)
 
 
 def _rebalances(p: Scraped, samples: list[Sample]) -> bool:
     """Each joined its group once (a second rebalance, if its first assignment came back
     empty, would be right too)."""
-    return _all_within(_by(samples, GROUP), p.groups, 0, 2)
+    return all_within(values_by(samples, GROUP), p.groups, 0, 2)
 
 
 def _changes(p: Scraped, samples: list[Sample]) -> bool:
     """All three partitions assigned to each; nothing revoked or lost."""
-    got = _by(samples, GROUP, CHANGE)
+    got = values_by(samples, GROUP, CHANGE)
     expected = {(group, change) for group in p.groups for change in ("assigned", "revoked")}
     expected |= {(group, "lost") for group in p.groups}
     return (
@@ -110,34 +96,22 @@ EXPECTED: dict[str, Callable[[Scraped, list[Sample]], bool]] = {
 
 
 def test_every_documented_query_is_checked() -> None:
-    assert set(named_blocks(METRICS_DOC, "promql", SECTIONS)) == set(EXPECTED)
-    assert set(named_blocks(METRICS_DOC, "yaml", SECTIONS)) == {RULES}
+    DOC.assert_all_checked(EXPECTED)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_documented_query_gives_the_right_numbers(scraped: Scraped, name: str) -> None:
-    query = named_blocks(METRICS_DOC, "promql", SECTIONS)[name]
-    scraped.prometheus.wait_for(query, lambda samples: EXPECTED[name](scraped, samples), 15)
+    DOC.wait_for_query(scraped.prometheus, name, lambda got: EXPECTED[name](scraped, got), 15)
 
 
-@pytest.mark.parametrize("metric", documented_series(METRICS_DOC, SECTIONS))
+@pytest.mark.parametrize("metric", DOC.series)
 def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
-    names = documented_series(METRICS_DOC, SECTIONS)[metric]
-    query = f'count by (__name__) ({{__name__=~"{"|".join(names)}"}})'
-    scraped.prometheus.wait_for(
-        query, lambda got: {s.labels["__name__"] for s in got} == set(names)
-    )
+    DOC.wait_for_series(scraped.prometheus, metric)
 
 
 def test_documented_alerting_rules_load_and_evaluate(scraped: Scraped) -> None:
     """Both load, evaluate without an error, and neither fires for consumers that poll."""
-    rules = scraped.prometheus.wait_for_rules(
-        lambda rules: bool(rules) and all(rule["health"] != "unknown" for rule in rules)
-    )
-    assert {rule["name"]: (rule["health"], rule.get("lastError", "")) for rule in rules} == {
-        POLL_ALERT: ("ok", ""),
-        LOST_ALERT: ("ok", ""),
-    }
+    rules = assert_rules_evaluate(scraped.prometheus, {POLL_ALERT, LOST_ALERT})
     assert {rule["name"]: rule.get("state") for rule in rules} == {
         POLL_ALERT: "inactive",
         LOST_ALERT: "inactive",
@@ -148,7 +122,7 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
     """promtool's rule unit tests: a consumer whose last poll keeps ageing fires once it is
     over 240 s for 30 s, not before, and one that polls never does; partitions lost fire at
     once, partitions revoked in an orderly rebalance never do."""
-    text = named_blocks(METRICS_DOC, "yaml", SECTIONS)[RULES]
+    text = DOC.rules_text
     rules = {
         rule["alert"]: rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]
     }

@@ -9,7 +9,6 @@ it an adapter there and add it to ``CLIENTS``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,18 +19,15 @@ import pytest
 import yaml
 from support.apps import RunningApp, finish_app, start_app
 from support.broker import Broker, create_topic, unique_topic
-from support.docs import METRICS_DOC, documented_series, named_blocks
-from support.histograms import HistogramReceiver
-from support.processes import free_port
-from support.prometheus import (
-    Prometheus,
-    Sample,
-    check_alerts,
-    exporter_env,
-    firing,
-    start_prometheus,
-    wait_for_series,
+from support.documented_metrics import (
+    UNUSED,
+    DocumentedMetrics,
+    all_within,
+    assert_rules_evaluate,
+    values_by,
 )
+from support.histograms import HistogramReceiver
+from support.prometheus import Prometheus, Sample, check_alerts, firing
 from support.receiving import WaitingReceiver
 
 from kafka_autotrace.core.metrics import RECORD_AGE
@@ -40,7 +36,7 @@ from kafka_autotrace.tools.receiver import ReceivedMetricPoint
 STEP = Path(__file__).parent / "apps" / "pipeline_step.py"
 CLIENTS = ["kafka-python", "confluent-kafka", "aiokafka"]
 
-SECTIONS = ("Names", "Queries", "Alerting rules")
+DOC = DocumentedMetrics(("Names", "Queries", "Alerting rules"), "Alerting rules")
 """The sections of docs/metrics.md this module checks: the messaging and pipeline metrics."""
 
 PIPELINE_AGE = "kafka_autotrace.pipeline.age"
@@ -239,7 +235,6 @@ PACE_S = 0.1  # spreads the sends over several scrapes, so rates see the counter
 FINAL_DELAY_S = 0.2  # the final consumer's time per message, for the same reason
 QUEUED_S = 15.0
 """The most a record may wait for the final consumer, which starts taking once all are sent."""
-UNUSED = "http://127.0.0.1:9"  # the OTLP endpoint of apps that export nothing over OTLP
 
 
 @dataclass(frozen=True)
@@ -263,17 +258,12 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     orders = create_topic(bootstrap, unique_topic("orders"))
     shipments = create_topic(bootstrap, unique_topic("shipments"))
     stage_group, final_group = unique_topic("stage"), unique_topic("final")
-    rules = tmp_path_factory.mktemp("rules") / "rules.yml"
-    rules.write_text(named_blocks(METRICS_DOC, "yaml", SECTIONS)["Alerting rules"] + "\n")
-    ports = {service: free_port() for service in ("producer", "stage", "final")}
+    services = ("producer", "stage", "final")
     with ExitStack() as running:
-        prometheus = running.enter_context(
-            start_prometheus([f"127.0.0.1:{port}" for port in ports.values()], [rules])
-        )
+        scraping = running.enter_context(DOC.scraping(tmp_path_factory.mktemp("rules"), services))
 
         def step(service: str, **options: object) -> RunningApp:
-            # Nothing is exported over OTLP: metrics are scraped and traces are not exported.
-            env = exporter_env(ports[service])
+            env = scraping.envs[service]
             app = start_step("kafka-python", bootstrap, service, UNUSED, env, idle=True, **options)
             return running.enter_context(app)
 
@@ -296,22 +286,7 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         producer.wait_for_output(f"sent {SENT}")
         for app in (stage, final):
             app.wait_for_output("idle")
-        yield Scraped(prometheus, orders, shipments, stage_group, final_group)
-
-
-def _by(samples: list[Sample], *attributes: str) -> dict[Any, float]:
-    """The samples' values by the labels of these attributes: one label's value as the key,
-    or a tuple of several."""
-    labels = [attribute.replace(".", "_") for attribute in attributes]
-    keys = [tuple(sample.labels.get(label) for label in labels) for sample in samples]
-    return {key if len(key) > 1 else key[0]: s.value for key, s in zip(keys, samples)}
-
-
-def _all_within(got: dict[Any, float], keys: set[Any], low: float, high: float) -> bool:
-    """One value per key, each finite and in (low, high]."""
-    return set(got) == keys and all(
-        math.isfinite(value) and low < value <= high for value in got.values()
-    )
+        yield Scraped(scraping.prometheus, orders, shipments, stage_group, final_group)
 
 
 def _hops(p: Scraped) -> set[tuple[str, str]]:
@@ -320,42 +295,42 @@ def _hops(p: Scraped) -> set[tuple[str, str]]:
 
 def _sent_rates(p: Scraped, samples: list[Sample]) -> bool:
     """Above zero (the counters were seen to move) and at most SENT a second: a rate."""
-    return _all_within(_by(samples, TOPIC), {p.orders, p.shipments}, 0, SENT)
+    return all_within(values_by(samples, TOPIC), {p.orders, p.shipments}, 0, SENT)
 
 
 def _consumed_rates(p: Scraped, samples: list[Sample]) -> bool:
-    return _all_within(_by(samples, TOPIC, GROUP), _hops(p), 0, SENT)
+    return all_within(values_by(samples, TOPIC, GROUP), _hops(p), 0, SENT)
 
 
 def _sent_totals(p: Scraped, samples: list[Sample]) -> bool:
-    return _by(samples, TOPIC) == {p.orders: SENT, p.shipments: SENT}
+    return values_by(samples, TOPIC) == {p.orders: SENT, p.shipments: SENT}
 
 
 def _consumed_totals(p: Scraped, samples: list[Sample]) -> bool:
     expected = {(p.orders, p.stage_group): SENT, (p.shipments, p.final_group): HANDLED}
-    return _by(samples, TOPIC, GROUP) == expected
+    return values_by(samples, TOPIC, GROUP) == expected
 
 
 def _queue_p99(p: Scraped, samples: list[Sample]) -> bool:
     """The stage kept up with the producer: well under a second; the final consumer's records
     waited for it to start."""
-    got = _by(samples, TOPIC, GROUP)
-    return _all_within(got, _hops(p), 0, QUEUED_S) and got[(p.orders, p.stage_group)] <= 1.0
+    got = values_by(samples, TOPIC, GROUP)
+    return all_within(got, _hops(p), 0, QUEUED_S) and got[(p.orders, p.stage_group)] <= 1.0
 
 
 def _send_p99(p: Scraped, samples: list[Sample]) -> bool:
     """Both topics were sent to, and acknowledged well within the histogram's last bucket."""
-    return _all_within(_by(samples, TOPIC), {p.orders, p.shipments}, 0, 10)
+    return all_within(values_by(samples, TOPIC), {p.orders, p.shipments}, 0, 10)
 
 
 def _pipeline_p99(p: Scraped, samples: list[Sample]) -> bool:
     """Everything descends from the producer's sends to orders: one origin, no older than the
     final consumer's wait plus the sending wherever it is processed."""
-    return _all_within(_by(samples, ORIGIN), {p.orders}, 0, QUEUED_S + SENT * PACE_S)
+    return all_within(values_by(samples, ORIGIN), {p.orders}, 0, QUEUED_S + SENT * PACE_S)
 
 
 def _lag(p: Scraped, samples: list[Sample]) -> bool:
-    return _by(samples, GROUP) == {p.stage_group: 0, p.final_group: SENT - HANDLED}
+    return values_by(samples, GROUP) == {p.stage_group: 0, p.final_group: SENT - HANDLED}
 
 
 EXPECTED: dict[str, Callable[[Scraped, list[Sample]], bool]] = {
@@ -372,22 +347,19 @@ EXPECTED: dict[str, Callable[[Scraped, list[Sample]], bool]] = {
 
 
 def test_every_documented_query_is_checked() -> None:
-    """A query added to the docs without an expectation here would go untested."""
-    assert set(named_blocks(METRICS_DOC, "promql", SECTIONS)) == set(EXPECTED)
-    assert set(named_blocks(METRICS_DOC, "yaml", SECTIONS)) == {"Alerting rules"}
+    DOC.assert_all_checked(EXPECTED)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_documented_query_gives_the_right_numbers(scraped: Scraped, name: str) -> None:
     """The query exactly as the docs give it, on what Prometheus scraped from the apps."""
-    query = named_blocks(METRICS_DOC, "promql", SECTIONS)[name]
-    scraped.prometheus.wait_for(query, lambda samples: EXPECTED[name](scraped, samples), 15)
+    DOC.wait_for_query(scraped.prometheus, name, lambda got: EXPECTED[name](scraped, got), 15)
 
 
-@pytest.mark.parametrize("metric", documented_series(METRICS_DOC, SECTIONS))
+@pytest.mark.parametrize("metric", DOC.series)
 def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
     """The names in the docs' table are what users search for: each must be scraped."""
-    wait_for_series(scraped.prometheus, documented_series(METRICS_DOC, SECTIONS)[metric])
+    DOC.wait_for_series(scraped.prometheus, metric)
 
 
 OPERATIONS_QUERY = (
@@ -427,13 +399,7 @@ def test_operations_are_named_on_the_metrics_as_on_the_spans(scraped: Scraped) -
 
 def test_documented_alerting_rules_load_and_evaluate(scraped: Scraped) -> None:
     """Prometheus accepts the rules and evaluates them on the real series without an error."""
-    rules = scraped.prometheus.wait_for_rules(
-        lambda rules: bool(rules) and all(rule["health"] != "unknown" for rule in rules)
-    )
-    assert {rule["name"]: (rule["health"], rule.get("lastError", "")) for rule in rules} == {
-        "KafkaConsumerLagGrowing": ("ok", ""),
-        "KafkaPipelineAgeHigh": ("ok", ""),
-    }
+    assert_rules_evaluate(scraped.prometheus, {"KafkaConsumerLagGrowing", "KafkaPipelineAgeHigh"})
 
 
 def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
@@ -441,7 +407,7 @@ def test_documented_alerts_fire_only_as_described(tmp_path: Path) -> None:
     lag that keeps growing fires after 10 minutes, not before; steady lag, or lag that stopped
     growing, does not; an origin whose records are 1 to 5 minutes old fires after 5 minutes,
     one whose records are under a second old does not."""
-    text = named_blocks(METRICS_DOC, "yaml", SECTIONS)["Alerting rules"]
+    text = DOC.rules_text
     rules = {
         rule["alert"]: rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]
     }

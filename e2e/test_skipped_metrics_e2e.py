@@ -18,25 +18,17 @@ import yaml
 from confluent_kafka.admin import AdminClient
 from support.apps import start_app
 from support.broker import Broker, create_topic, unique_topic
-from support.docs import METRICS_DOC, documented_series, named_blocks
+from support.documented_metrics import UNUSED, DocumentedMetrics, assert_rules_evaluate
 from support.kafka import wait_for_group_coordinator
-from support.processes import free_port
-from support.prometheus import (
-    Prometheus,
-    Sample,
-    check_alerts,
-    firing,
-    start_prometheus,
-)
+from support.prometheus import Prometheus, Sample, check_alerts, firing
 
 APP = Path(__file__).parent / "apps" / "skipping_consumer.py"
-SECTIONS = ("Records a consumer never got",)
+DOC = DocumentedMetrics(("Records a consumer never got",), "Alerting rules: records skipped")
 SENT = 10
 BEFORE = 3
 DELETED_BEFORE = 6
 """Offsets 3 to 5, which the consumer had not read, are deleted: 3 records skipped."""
 SKIPPED = DELETED_BEFORE - BEFORE
-UNUSED = "http://127.0.0.1:9"
 TOPIC = "messaging_destination_name"
 GROUP = "messaging_consumer_group_name"
 
@@ -59,18 +51,12 @@ def scraped(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         producer.produce(topic, f"record-{index}".encode())
     assert producer.flush(20) == 0
     folder = tmp_path_factory.mktemp("skipped")
-    rules, resume = folder / "rules.yml", folder / "resume"
-    rules.write_text(named_blocks(METRICS_DOC, "yaml", SECTIONS)["Alerting rules: records skipped"])
-    port = free_port()
-    env = {
-        "OTEL_METRICS_EXPORTER": "prometheus",
-        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
-        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
-        "OTEL_TRACES_EXPORTER": "none",
-    }
+    resume = folder / "resume"
     with ExitStack() as running:
-        prometheus = running.enter_context(start_prometheus([f"127.0.0.1:{port}"], [rules]))
+        scraping = running.enter_context(DOC.scraping(folder, ["behind"]))
+        prometheus = scraping.prometheus
         args = (bootstrap, topic, group, str(BEFORE), str(SENT - DELETED_BEFORE), str(resume))
+        env = scraping.envs["behind"]
         app = running.enter_context(
             start_app(APP, *args, service="behind", endpoint=UNUSED, env=env)
         )
@@ -105,32 +91,24 @@ EXPECTED: dict[str, Callable[[Scraped, list[Sample]], bool]] = {
 
 
 def test_every_documented_query_is_checked() -> None:
-    assert set(named_blocks(METRICS_DOC, "promql", SECTIONS)) == set(EXPECTED)
-    assert set(named_blocks(METRICS_DOC, "yaml", SECTIONS)) == {"Alerting rules: records skipped"}
+    DOC.assert_all_checked(EXPECTED)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_documented_query_gives_the_right_numbers(scraped: Scraped, name: str) -> None:
-    query = named_blocks(METRICS_DOC, "promql", SECTIONS)[name]
-    scraped.prometheus.wait_for(query, lambda samples: EXPECTED[name](scraped, samples), 20)
+    DOC.wait_for_query(scraped.prometheus, name, lambda got: EXPECTED[name](scraped, got))
 
 
-def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped) -> None:
-    [names] = documented_series(METRICS_DOC, SECTIONS).values()
-    query = f'count by (__name__) ({{__name__=~"{"|".join(names)}"}})'
-    scraped.prometheus.wait_for(
-        query, lambda got: {s.labels["__name__"] for s in got} == set(names)
-    )
+@pytest.mark.parametrize("metric", DOC.series)
+def test_documented_series_are_what_prometheus_scrapes(scraped: Scraped, metric: str) -> None:
+    DOC.wait_for_series(scraped.prometheus, metric)
 
 
 def test_documented_alerting_rule_fires_on_the_real_series(scraped: Scraped) -> None:
     """Loaded, evaluated without an error, and firing for the group that lost records."""
-    rules = scraped.prometheus.wait_for_rules(
-        lambda rules: bool(rules) and all(rule["state"] == "firing" for rule in rules), 30
+    rules = assert_rules_evaluate(
+        scraped.prometheus, {"KafkaRecordsSkipped"}, lambda rule: rule["state"] == "firing", 30
     )
-    assert {rule["name"]: (rule["health"], rule.get("lastError", "")) for rule in rules} == {
-        "KafkaRecordsSkipped": ("ok", ""),
-    }
     [alert] = rules[0]["alerts"]
     assert (alert["labels"][TOPIC], alert["labels"][GROUP]) == (scraped.topic, scraped.group)
 
@@ -138,7 +116,7 @@ def test_documented_alerting_rule_fires_on_the_real_series(scraped: Scraped) -> 
 def test_documented_alert_fires_only_as_described(tmp_path: Path) -> None:
     """A group that loses records at minute 5 fires from then on and stops 15 minutes after;
     one that never loses any, or whose count started above zero and never grew, never fires."""
-    text = named_blocks(METRICS_DOC, "yaml", SECTIONS)["Alerting rules: records skipped"]
+    text = DOC.rules_text
     [rule] = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
     alert = rule["alert"]
 

@@ -114,13 +114,21 @@ def test_headers_other_than_a_list_fare_as_without_instrumentation(
 def test_getone_and_getmany_parent_process_spans_current_in_the_task(
     sdk: RecordingSdk, topic: str, bootstrap: str
 ) -> None:
+    """The records are all written before the consumer starts, so its first fetch holds all
+    three: ``getmany()`` then returns the two ``getone()`` left in one batch, one ``poll`` span.
+    Written while the consumer fetches, the first fetch may end between two records, and
+    ``getmany()`` return them one call (one ``poll`` span) at a time."""
+
     async def run() -> list[int]:
         producer = await _producer(bootstrap)
-        consumer = await _consumer(bootstrap, topic)
         current = []
         try:
             for index in range(3):
                 await producer.send_and_wait(topic, f"m{index}".encode())
+        finally:
+            await producer.stop()
+        consumer = await _consumer(bootstrap, topic)
+        try:
             await consumer.getone()
             current.append(trace.get_current_span().get_span_context().span_id)
             batch: list[Any] = []
@@ -130,7 +138,6 @@ def test_getone_and_getmany_parent_process_spans_current_in_the_task(
                         current.append(trace.get_current_span().get_span_context().span_id)
                     batch.extend(records)
         finally:
-            await producer.stop()
             await consumer.stop()
         return current
 

@@ -9,33 +9,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any, Callable
 
 import confluent_kafka
 import pytest
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    NewTopic,
-)
 from support.broker import unique_topic
-from support.kafka import KafkaCluster, start_kafka, wait_for_group_coordinator
+from support.kafka import KafkaCluster
 from support.otel import RecordingSdk, instrumented
+from support.skipped import (
+    commit_after,
+    compacted_topic,
+    consumer,
+    delete_before,
+    delete_first_five,
+    filled_topic,
+    make_topic,
+    marked,
+    produce,
+    produce_an_aborted_transaction,
+    skipped,
+    take,
+    until,
+)
 
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
-from kafka_autotrace.core.gaps import CONSUMER_SKIPPED, SKIPPED_COUNT, SKIPPED_FROM
-
-WAIT_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    running = start_kafka(tmp_path_factory.mktemp("kafka"))
-    wait_for_group_coordinator(running.bootstrap_servers)
-    yield running
-    running.stop()
 
 
 @pytest.fixture
@@ -44,136 +40,11 @@ def sdk() -> Iterator[RecordingSdk]:
         yield recording
 
 
-def make_topic(kafka: KafkaCluster, **config: str) -> str:
-    name = unique_topic("skipped")
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(name, 1, 1, config=config)])[name].result(20)
-    until(lambda: _low_high(kafka, name)[1] == 0, "the topic has a leader")
-    return name
-
-
-def produce(kafka: KafkaCluster, topic: str, count: int, key: bytes | None = None) -> None:
-    producer = confluent_kafka.Producer({"bootstrap.servers": kafka.bootstrap_servers})
-    for index in range(count):
-        producer.produce(topic, f"value-{index}".encode(), key)
-    assert producer.flush(20) == 0
-
-
-def consumer(kafka: KafkaCluster, topic: str, group: str, **config: Any) -> Any:
-    """A consumer of partition 0 of ``topic`` that starts where ``group`` committed, else at
-    the earliest offset."""
-    made = confluent_kafka.Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            **config,
-        }
-    )
-    made.assign([confluent_kafka.TopicPartition(topic, 0)])
-    return made
-
-
-def take(made: Any, count: int) -> list[int]:
-    """The offsets of the next ``count`` records ``made`` hands out."""
-    offsets: list[int] = []
-    deadline = time.monotonic() + WAIT_S
-    while len(offsets) < count and time.monotonic() < deadline:
-        message = made.poll(0.5)
-        if message is not None and message.error() is None:
-            offsets.append(message.offset())
-    assert len(offsets) == count, offsets
-    return offsets
-
-
-def delete_before(kafka: KafkaCluster, topic: str, offset: int) -> None:
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    [future] = admin.delete_records([confluent_kafka.TopicPartition(topic, 0, offset)]).values()
-    future.result(20)
-
-
-def _low_high(kafka: KafkaCluster, topic: str) -> tuple[int, int]:
-    probe = confluent_kafka.Consumer(
-        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": "probe"}
-    )
-    try:
-        low, high = probe.get_watermark_offsets(confluent_kafka.TopicPartition(topic, 0), 10)
-        return int(low), int(high)
-    except confluent_kafka.KafkaException:
-        return -1, -1
-    finally:
-        probe.close()
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"waited in vain until {what}"
-        time.sleep(0.2)
-
-
-def skipped(sdk: RecordingSdk) -> dict[tuple[str, str, str], int]:
-    """The skipped-records counter per (topic, group, reason), where above 0 (each count
-    starts at 0 with the first record handed out)."""
-    return {
-        (
-            point.attributes["messaging.destination.name"],
-            point.attributes.get("messaging.consumer.group.name", ""),
-            point.attributes["kafka_autotrace.skipped.reason"],
-        ): point.value
-        for point in sdk.metric_points(CONSUMER_SKIPPED)
-        if point.value
-    }
-
-
-def marked(sdk: RecordingSdk) -> list[tuple[int, int, int]]:
-    """(offset, first skipped, count) of every process span that carries a skipped range."""
-    return [
-        (
-            span.attributes["messaging.kafka.offset"],
-            span.attributes[SKIPPED_FROM],
-            span.attributes[SKIPPED_COUNT],
-        )
-        for span in sdk.spans("process ")
-        if span.attributes and SKIPPED_COUNT in span.attributes
-    ]
-
-
-def commit_after(kafka: KafkaCluster, topic: str, group: str, count: int) -> None:
-    """Have ``group`` read and commit the first ``count`` records, and leave."""
-    first = consumer(kafka, topic, group)
-    take(first, count)
-    first.commit(asynchronous=False)
-    first.close()
-
-
-def delete_first_five(kafka: KafkaCluster, topic: str, deleted_by: str) -> None:
-    """Add offset 5 to a topic of ``segment.ms`` 200 holding offsets 0 to 4, and have those
-    deleted by ``retention`` or ``delete_records``."""
-    if deleted_by == "retention":
-        # Offsets 0 to 4 are past a retention of 6 s, and offset 5, which rolls their segment,
-        # stays within it long enough to be read (retention deletes an expired active segment too).
-        time.sleep(6.5)
-        produce(kafka, topic, 1)
-        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-        retention = ConfigEntry("retention.ms", "6000", incremental_operation=AlterConfigOpType.SET)
-        resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[retention])
-        for future in admin.incremental_alter_configs([resource]).values():
-            future.result(20)
-        until(lambda: _low_high(kafka, topic)[0] == 5, "retention deleted offsets 0 to 4")
-    else:
-        produce(kafka, topic, 1)
-        delete_before(kafka, topic, 5)
-
-
 @pytest.mark.parametrize("deleted_by", ["retention", "delete_records"])
 def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
     kafka: KafkaCluster, sdk: RecordingSdk, deleted_by: str
 ) -> None:
-    topic = make_topic(kafka, **{"segment.ms": "200"})
-    group = unique_topic("group")
-    produce(kafka, topic, 5)
+    topic, group = filled_topic(kafka, 5, **{"segment.ms": "200"}), unique_topic("group")
     commit_after(kafka, topic, group, 2)
     delete_first_five(kafka, topic, deleted_by)
 
@@ -187,9 +58,7 @@ def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
 def test_records_deleted_under_a_running_consumer_are_counted_on_the_next_span(
     kafka: KafkaCluster, sdk: RecordingSdk
 ) -> None:
-    topic = make_topic(kafka)
-    group = unique_topic("group")
-    produce(kafka, topic, 3)
+    topic, group = filled_topic(kafka, 3), unique_topic("group")
     running = consumer(kafka, topic, group)
     assert take(running, 3) == [0, 1, 2]
     partition = confluent_kafka.TopicPartition(topic, 0)
@@ -204,8 +73,7 @@ def test_records_deleted_under_a_running_consumer_are_counted_on_the_next_span(
 
 
 def test_a_seek_of_the_application_loses_nothing(kafka: KafkaCluster, sdk: RecordingSdk) -> None:
-    topic = make_topic(kafka)
-    produce(kafka, topic, 10)
+    topic = filled_topic(kafka, 10)
     running = consumer(kafka, topic, unique_topic("group"))
     assert take(running, 4) == [0, 1, 2, 3]
     delete_before(kafka, topic, 6)
@@ -219,31 +87,13 @@ def test_a_seek_of_the_application_loses_nothing(kafka: KafkaCluster, sdk: Recor
 def test_a_new_group_starting_at_the_earliest_offset_loses_nothing(
     kafka: KafkaCluster, sdk: RecordingSdk
 ) -> None:
-    topic = make_topic(kafka)
-    produce(kafka, topic, 6)
+    topic = filled_topic(kafka, 6)
     delete_before(kafka, topic, 4)
     fresh = consumer(kafka, topic, unique_topic("group"))
     assert take(fresh, 2) == [4, 5]
     time.sleep(2)  # time for a look-up of the committed offset to come back
     fresh.close()
     assert skipped(sdk) == {}
-
-
-def produce_an_aborted_transaction(kafka: KafkaCluster, topic: str) -> None:
-    """0 committed, 1 its marker, 2 to 4 aborted, 5 the abort marker, 6 and 7 committed."""
-    producer = confluent_kafka.Producer(
-        {"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": unique_topic("tx")}
-    )
-    producer.init_transactions(20)
-    for outcome, count in (("commit", 1), ("abort", 3), ("commit", 2)):
-        producer.begin_transaction()
-        for _ in range(count):
-            producer.produce(topic, b"value")
-        producer.flush(20)
-        if outcome == "commit":
-            producer.commit_transaction(20)
-        else:
-            producer.abort_transaction(20)
 
 
 def test_aborted_transactions_and_their_markers_lose_nothing(
@@ -257,33 +107,6 @@ def test_aborted_transactions_and_their_markers_lose_nothing(
     reader.close()
     assert skipped(sdk) == {}
     assert marked(sdk) == []
-
-
-def compacted_topic(kafka: KafkaCluster, group: str) -> str:
-    """A topic whose offsets 1 to 3 the log cleaner compacted after ``group`` committed 2."""
-    topic = make_topic(
-        kafka,
-        **{
-            "cleanup.policy": "compact",
-            "segment.ms": "100",
-            "min.cleanable.dirty.ratio": "0.001",
-            "min.compaction.lag.ms": "0",
-        },
-    )
-    produce(kafka, topic, 1, key=b"first")
-    produce(kafka, topic, 4, key=b"same")  # offsets 1 to 4: all but the last are compacted
-    commit_after(kafka, topic, group, 2)
-
-    def compacted() -> bool:
-        time.sleep(0.2)
-        produce(kafka, topic, 1, key=b"roll")  # rolls the segment for the cleaner to compact
-        reader = consumer(kafka, topic, unique_topic("probe"))
-        offsets = take(reader, 2)
-        reader.close()
-        return offsets == [0, 4]
-
-    until(compacted, "the log cleaner compacted offsets 1 to 3", timeout=120)
-    return topic
 
 
 def test_compacted_records_lose_nothing(kafka: KafkaCluster, sdk: RecordingSdk) -> None:

@@ -1,7 +1,7 @@
 """Records an aiokafka consumer group never got, on a real Apache Kafka node: aiokafka keeps no
 log start offset, so kafka-autotrace asks for it (and for a restarted group's committed offset)
 in a task beside the application's; the same gaps count, and lose nothing, as with
-confluent-kafka (tests/test_skipped_records.py, whose helpers this module reuses).
+confluent-kafka (tests/test_skipped_records.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,20 @@ from typing import Any
 
 import pytest
 from support.broker import unique_topic
+from support.kafka import KafkaCluster
 from support.otel import RecordingSdk, instrumented
-from test_skipped_records import delete_before, kafka, make_topic, marked, produce, skipped
+from support.skipped import (
+    NOTHING_EXPECTED,
+    WAIT_S,
+    delete_before,
+    filled_topic,
+    marked,
+    produce,
+    settled_async,
+)
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.core.gaps import CONSUMER_SKIPPED
-
-__all__ = ["kafka"]  # the fixture, shared with the confluent-kafka tests
-WAIT_S = 60.0
 
 
 @pytest.fixture
@@ -49,21 +55,10 @@ async def take(consumer: Any, count: int) -> list[int]:
     return offsets
 
 
-async def settled(sdk: RecordingSdk, expected: dict[Any, int]) -> dict[Any, int]:
-    """The skipped counts once they are ``expected``, or after a few seconds: the look-ups
-    run in tasks of their own."""
-    for _ in range(50):
-        if skipped(sdk) == expected:
-            break
-        await asyncio.sleep(0.1)
-    return skipped(sdk)
-
-
 def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
-    kafka: Any, sdk: RecordingSdk
+    kafka: KafkaCluster, sdk: RecordingSdk
 ) -> None:
-    topic, group = make_topic(kafka), unique_topic("group")
-    produce(kafka, topic, 5)
+    topic, group = filled_topic(kafka, 5), unique_topic("group")
 
     async def run() -> dict[Any, int]:
         first = await started(kafka.bootstrap_servers, topic, group)
@@ -74,7 +69,7 @@ def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
         delete_before(kafka, topic, 5)
         restarted = await started(kafka.bootstrap_servers, topic, group)
         assert await take(restarted, 1) == [5]
-        counted = await settled(sdk, {(topic, group, "deleted"): 3})
+        counted = await settled_async(sdk, {(topic, group, "deleted"): 3})
         await restarted.stop()
         return counted
 
@@ -83,12 +78,11 @@ def test_records_deleted_before_a_restarted_group_reads_them_are_counted(
 
 
 def test_records_deleted_under_a_running_consumer_are_counted(
-    kafka: Any, sdk: RecordingSdk
+    kafka: KafkaCluster, sdk: RecordingSdk
 ) -> None:
     from aiokafka import TopicPartition
 
-    topic, group = make_topic(kafka), unique_topic("group")
-    produce(kafka, topic, 3)
+    topic, group = filled_topic(kafka, 3), unique_topic("group")
 
     async def run() -> dict[Any, int]:
         running = await started(kafka.bootstrap_servers, topic, group)
@@ -98,7 +92,7 @@ def test_records_deleted_under_a_running_consumer_are_counted(
         delete_before(kafka, topic, 6)
         running.resume(TopicPartition(topic, 0))
         assert await take(running, 2) == [6, 7]
-        counted = await settled(sdk, {(topic, group, "deleted"): 3})
+        counted = await settled_async(sdk, {(topic, group, "deleted"): 3})
         await running.stop()
         return counted
 
@@ -106,11 +100,10 @@ def test_records_deleted_under_a_running_consumer_are_counted(
     assert marked(sdk) == [], "found after the record's span started"
 
 
-def test_a_seek_and_a_new_group_lose_nothing(kafka: Any, sdk: RecordingSdk) -> None:
+def test_a_seek_and_a_new_group_lose_nothing(kafka: KafkaCluster, sdk: RecordingSdk) -> None:
     from aiokafka import TopicPartition
 
-    topic = make_topic(kafka)
-    produce(kafka, topic, 10)
+    topic = filled_topic(kafka, 10)
     delete_before(kafka, topic, 2)
 
     async def run() -> dict[Any, int]:
@@ -119,7 +112,7 @@ def test_a_seek_and_a_new_group_lose_nothing(kafka: Any, sdk: RecordingSdk) -> N
         delete_before(kafka, topic, 6)
         fresh.seek(TopicPartition(topic, 0), 8)
         assert await take(fresh, 2) == [8, 9]
-        counted = await settled(sdk, {("never", "", ""): 0})  # waits the look-ups out
+        counted = await settled_async(sdk, NOTHING_EXPECTED)  # waits the look-ups out
         await fresh.stop()
         return counted
 

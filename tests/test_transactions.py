@@ -18,7 +18,6 @@ from support.broker import create_topic, unique_topic
 from support.kafka import KafkaCluster
 from support.otel import RecordingSdk, instrumented
 from support.receiving import WaitingReceiver
-from test_skipped_records import kafka
 
 from kafka_autotrace.aiokafka import AIOKafkaInstrumentor
 from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
@@ -27,7 +26,6 @@ from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
 from kafka_autotrace.tools.receiver import TRACES_PATH, ReceivedSpan
 from kafka_autotrace.tools.waterfall import render_traces
 
-__all__ = ["kafka"]  # the Apache Kafka node fixture, shared with the skipped-records tests
 Send = Callable[[str, str, list[tuple[str, bytes]]], None]
 """Sends each value of the list in a transaction of its own, committed or aborted as named."""
 

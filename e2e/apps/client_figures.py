@@ -30,6 +30,11 @@ def kafka_python(bootstrap: str, topic: str, linger_ms: int) -> tuple[Any, Calla
         group_id=f"{topic}-group",
         auto_offset_reset="earliest",
     )
+    # The topic's partitions known before the first poll joins the group: joined without them,
+    # the group is joined again once they are known, and kafka-python 3.0 drops that second
+    # join if a poll's timeout ends between its assignment and the broker's answer (the
+    # consumer then stays without partitions, for good).
+    consumer.partitions_for_topic(topic)
 
     def send() -> None:
         producer.send(topic, VALUE)

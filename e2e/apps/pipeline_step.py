@@ -50,6 +50,9 @@ class KafkaPython:
                 bootstrap_servers=args.bootstrap, group_id=args.group, auto_offset_reset="earliest"
             )
             self.consumer.subscribe([args.source], listener=Ready())
+            # Known before the first poll joins the group, the topic's partitions are in the
+            # first assignment: a second join, which kafka-python 3.0 may drop, is not needed.
+            self.consumer.partitions_for_topic(args.source)
 
     def send(self, topic: str, value: bytes, partition: int | None) -> None:
         self.producer.send(topic, value, partition=partition)
