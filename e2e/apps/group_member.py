@@ -34,6 +34,9 @@ def kafka_python(bootstrap: str, topic: str, group: str) -> None:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, **config(bootstrap, group))
+    # Its first join then holds the topic's partitions: joined without them, kafka-python 3.0
+    # joins again, and drops that join if a poll's timeout ends before the broker answers.
+    consumer.partitions_for_topic(topic)
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
     print("assigned", flush=True)
