@@ -29,7 +29,6 @@ from opentelemetry.trace import (
     SpanKind,
     Tracer,
     get_current_span,
-    set_span_in_context,
 )
 
 from kafka_autotrace.core.adapter import RecordGetter
@@ -51,7 +50,7 @@ from kafka_autotrace.core.lag import LagReader
 from kafka_autotrace.core.links import RecordLink
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
-from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_origin
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_span_and_origin
 from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
 from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
@@ -245,7 +244,7 @@ class KafkaTelemetry:
             span.set_attributes(attributes)
         if self._consume_hook is not None:
             _run_hook(self._consume_hook, span, record)
-        context = with_origin(set_span_in_context(span, parent), origin)
+        context = with_span_and_origin(parent, span, origin)
         return ProcessScope(span, context, destination.processed)
 
     def _record_attributes(
