@@ -121,13 +121,90 @@ def poll(self, timeout_ms=0, max_records=None, update_offsets=True):
     return {PARTITION: [next_(self) for _ in range(BATCH)]}
 
 
+# What confluent-kafka's Consumer (a C type) hands out: a message with getter methods, whose
+# headers() builds a new list on every call.
+class Message:
+    __slots__ = ("_headers", "_offset")
+
+    def __init__(self, offset, headers):
+        self._offset = offset
+        self._headers = headers
+
+    def error(self):
+        return None
+
+    def topic(self):
+        return "orders"
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._offset
+
+    def timestamp(self):
+        return 1, 1700000000000  # TIMESTAMP_CREATE_TIME
+
+    def key(self):
+        return b"k"
+
+    def value(self):
+        return b"v"
+
+    def headers(self):
+        return list(self._headers)
+
+
+def message():
+    Clock.now += 1 / 1024
+    return Message(next_offset(), next_headers())
+
+
+class Consumer:
+    def __init__(self, config):
+        pass
+
+    def poll(self, timeout=-1):
+        return message()
+
+    def consume(self, num_messages=1, timeout=-1):
+        return [message() for _ in range(num_messages)]
+
+    def assignment(self):
+        return []
+
+    def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        return 0, 0
+
+    def cluster_id(self, timeout=-1):
+        return "bench-cluster"
+
+
 kafka.KafkaProducer.send = send
 kafka.KafkaConsumer.__next__ = next_
 kafka.KafkaConsumer.poll = poll
-from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+if operation.startswith("confluent"):
+    import confluent_kafka
 
-KafkaPythonInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-if operation == "produce":
+    confluent_kafka.Consumer = Consumer
+    from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
+
+    instrumentor = ConfluentKafkaInstrumentor()
+else:
+    from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+
+    instrumentor = KafkaPythonInstrumentor()
+instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+if operation.startswith("confluent"):
+    client = confluent_kafka.Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "bench"})
+    if operation == "confluent-poll":
+        for _ in range(count):
+            client.poll(0)
+    else:
+        for _ in range(count // BATCH):
+            for record in client.consume(BATCH, 0):
+                pass
+elif operation == "produce":
     client = kafka.KafkaProducer.__new__(kafka.KafkaProducer)
     client.config = {"bootstrap_servers": "127.0.0.1:9092", "client_id": "bench"}
     for _ in range(count):
@@ -155,7 +232,7 @@ if reader is not None:
 print(measurements)
 """
 SETUPS = ("production", "nosdk", "unsampled", "sampled")
-OPERATIONS = ("produce", "consume", "poll")
+OPERATIONS = ("produce", "consume", "poll", "confluent-poll", "confluent-consume")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 

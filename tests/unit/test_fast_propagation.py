@@ -165,7 +165,7 @@ HEADERS = {
     "zero-ids": [("traceparent", b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01")],
     "not-utf8": [("traceparent", b"\xff\xfe")],
     "none-value": [("traceparent", None)],
-    "malformed-items": [("traceparent",), ["traceparent", TRACEPARENT], (1, b"x")],
+    "malformed-items": [("traceparent",), ["traceparent", TRACEPARENT], (1, b"x"), ([1], b"x")],
     "not-headers": 42,
     "trailing-newline": [("traceparent", TRACEPARENT + b"\n")],
     "surrounding-blanks": [("traceparent", b" \t" + TRACEPARENT + b"\t ")],

@@ -68,7 +68,8 @@ class TracedRecords(list):  # type: ignore[type-arg]
                     record, self._adapter.getter, self._state.info, incoming=incoming, counted=True
                 )
                 if scope is not None:
-                    mark_span(scope.span, self._state.gaps, self._adapter.getter, record)
+                    if self._state.gaps.marks:
+                        mark_span(scope.span, self._state.gaps, self._adapter.getter, record)
                     self._state.scopes.enter(scope)
         except Exception:
             _logger.debug("kafka-autotrace: starting a process span failed", exc_info=True)

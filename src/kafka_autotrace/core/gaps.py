@@ -183,9 +183,8 @@ class GapWatch:
 
 def mark_span(span: Span, gaps: GapWatch, getter: Any, record: Any) -> None:
     """Put on ``span`` the records skipped before the record it processes (read with
-    ``getter``, a record getter), if any."""
-    if not gaps.marks:
-        return
+    ``getter``, a record getter), if any; asked only while ``gaps`` holds marks, which it
+    seldom does."""
     key = (getter.topic(record), getter.partition(record) or 0, getter.offset(record))
     skipped = gaps.marks.pop(key, None)
     if skipped is not None and span.is_recording():

@@ -50,6 +50,8 @@ class Parenting:
             return with_origin(ambient, origin), None
         if self._mode is IncomingContext.LINK:
             return ambient, [Link(remote)] if linked else None
+        if not ambient:
+            return incoming, None  # the usual consumer loop: no active span to link
         links = None
         if linked:
             # The creation context is the parent, so it is not linked again: Jaeger turns a
@@ -58,8 +60,6 @@ class Parenting:
             # that moment is linked, as the conventions ask.
             active = get_current_span(ambient).get_span_context()
             links = [Link(active)] if active.is_valid else None
-        if not ambient:
-            return incoming, links
         # Ambient values (the application's own context keys) stay; the producer's span and
         # baggage take precedence, so baggage flows on to whatever this message produces.
         return Context({**ambient, **incoming}), links

@@ -173,9 +173,10 @@ class ReceiveFlow:
                 hand_out(telemetry, state, adapter, client, entry)
                 scope = telemetry.start_process(entry, adapter.getter, state.info)
                 if scope is not None:
-                    mark_span(scope.span, state.gaps, adapter.getter, entry)
                     state.scopes.enter(scope)
-                if state.gaps.marks:  # this record's, left where it has no span
+                if state.gaps.marks:  # for this record, whose span carries them if it has one
+                    if scope is not None:
+                        mark_span(scope.span, state.gaps, adapter.getter, entry)
                     state.gaps.marks.clear()
                 return
             exception = adapter.failure(entry)

@@ -61,6 +61,7 @@ class ProcessScope:
         "_ended",
         "_marker_token",
         "_on_end",
+        "_over",
         "_span",
         "_started",
         "_token",
@@ -76,6 +77,8 @@ class ProcessScope:
         top = _TOP.get()
         # On top of another consumer's scope, restore what that one would have restored.
         self._base = top[1] if top is not None and top[0] is current else current
+        # Detaching restores ``current``: the base only unless stacked on another scope.
+        self._over = self._base is not current
         self._context = context
         self._token = otel_context.attach(context)
         _TOP.set((context, self._base))
@@ -98,7 +101,7 @@ class ProcessScope:
         else:
             if otel_context.get_current() is self._context:
                 otel_context.detach(self._token)
-                if otel_context.get_current() is not self._base:
+                if self._over:
                     otel_context.attach(self._base)
             # else a scope attached later is current: it restores the base when it ends.
         self._span.end()

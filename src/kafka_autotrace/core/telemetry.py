@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Callable, TypeVar
 
 from opentelemetry import context as otel_context
@@ -29,7 +30,6 @@ from opentelemetry.trace import (
     SpanKind,
     Tracer,
     get_current_span,
-    set_span_in_context,
 )
 
 from kafka_autotrace.core.adapter import RecordGetter
@@ -48,10 +48,10 @@ from kafka_autotrace.core.failures import Failure, record_failure
 from kafka_autotrace.core.gaps import Skipped, skipped_attributes
 from kafka_autotrace.core.inflight import InflightCap
 from kafka_autotrace.core.lag import LagReader
-from kafka_autotrace.core.links import RecordLink
+from kafka_autotrace.core.links import LazyLinks, RecordLink
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
-from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_origin
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_span_and_origin
 from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
 from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
@@ -245,7 +245,7 @@ class KafkaTelemetry:
             span.set_attributes(attributes)
         if self._consume_hook is not None:
             _run_hook(self._consume_hook, span, record)
-        context = with_origin(set_span_in_context(span, parent), origin)
+        context = with_span_and_origin(parent, span, origin)
         return ProcessScope(span, context, destination.processed)
 
     def _record_attributes(
@@ -294,7 +294,7 @@ class KafkaTelemetry:
             counts[where] = counts.get(where, 0) + 1
         topics = sorted({topic for topic, _ in counts})
         if any(not self.settings.is_excluded(topic) for topic in topics):
-            links = self._poll_links(records, getter, incoming, len(topics) > 1)
+            links = LazyLinks(partial(self._poll_links, records, getter, incoming, len(topics) > 1))
             self._poll_span(client, topics, len(records), links, started_ns, failure)
             self._count_received(client, counts, started, failure)
         return incoming
@@ -342,7 +342,7 @@ class KafkaTelemetry:
         client: ClientInfo,
         topics: list[str],
         count: int | None,
-        links: list[Link],
+        links: Sequence[Link],
         started_ns: int,
         failure: Failure | None,
     ) -> None:
