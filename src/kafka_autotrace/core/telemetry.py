@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any, Callable, TypeVar
 
 from opentelemetry import context as otel_context
@@ -135,7 +134,8 @@ class KafkaTelemetry:
             attributes=destination.send_attributes
             if partition is None
             else destination.send_start(partition),
-            extra=partial(self._attributes.message, key, value, headers),
+            extra=self._attributes.message,
+            extra_args=(key, value, headers),
         )
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
@@ -236,7 +236,8 @@ class KafkaTelemetry:
             kind=SpanKind.CONSUMER,
             attributes=start_attributes,
             links=links,
-            extra=partial(self._record_attributes, record, getter, headers, origin, pipeline_age),
+            extra=self._record_attributes,
+            extra_args=(record, getter, headers, origin, pipeline_age),
         )
         if self._consume_hook is not None:
             _run_hook(self._consume_hook, span, record)

@@ -37,8 +37,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes, AttributeValue
 
-Extra = Callable[[], dict[str, AttributeValue]]
-"""Attributes a recording span gets beside its start attributes, made only for one."""
+Extra = Callable[..., dict[str, AttributeValue]]
+"""Makes the attributes a recording span gets beside its start attributes, only for one."""
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
 """The bits of a trace id the SDK's ratio sampler compares with its bound."""
@@ -131,8 +131,11 @@ class SpanStarter:
         links: Sequence[Link] | None = (),
         start_time: int | None = None,
         extra: Extra | None = None,
+        extra_args: tuple[Any, ...] = (),
     ) -> Span:
-        """Start a span; ``extra`` makes what it gets beside ``attributes`` if it records."""
+        """Start a span; ``extra(*extra_args)`` makes what it gets beside ``attributes`` if it
+        records (a callable and its arguments rather than a closure: most spans are dropped,
+        and those should not pay for making one)."""
         plan = self._plan
         tracer: Any = self._tracer
         if (
@@ -142,7 +145,7 @@ class SpanStarter:
         ):
             span: Span = tracer.start_span(name, context, kind, attributes, links, start_time)
             if extra is not None and span.is_recording():
-                more = extra()
+                more = extra(*extra_args)
                 if more:
                     span.set_attributes(more)
             return span
@@ -154,18 +157,22 @@ class SpanStarter:
                 if plan.parent_based
                 else trace_id & _TRACE_ID_LIMIT < plan.bound
             ):
-                return self._recording(name, context, kind, attributes, links, start_time, extra)
+                return self._recording(
+                    name, context, kind, attributes, links, start_time, extra, extra_args
+                )
             flags = _DROPPED_RANDOM if parent.trace_flags & plan.random_bit else _DROPPED
             trace_state = parent.trace_state
         else:
             if plan.bound == _ALWAYS:
-                return self._recording(name, context, kind, attributes, links, start_time, extra)
+                return self._recording(
+                    name, context, kind, attributes, links, start_time, extra, extra_args
+                )
             trace_id = plan.new_trace_id()
             if trace_id & _TRACE_ID_LIMIT < plan.bound:
                 plan.preset(trace_id)
                 try:
                     return self._recording(
-                        name, context, kind, attributes, links, start_time, extra
+                        name, context, kind, attributes, links, start_time, extra, extra_args
                     )
                 finally:
                     plan.preset(None)  # unused if the SDK returned early
@@ -190,11 +197,12 @@ class SpanStarter:
         links: Sequence[Link] | None,
         start_time: int | None,
         extra: Extra | None,
+        extra_args: tuple[Any, ...],
     ) -> Span:
         """A span the sampler records (unless the SDK's tracer is off): all its attributes at
         start."""
         if extra is not None:
-            more = extra()
+            more = extra(*extra_args)
             if more:
                 attributes = {**attributes, **more} if attributes else more
         return self._tracer.start_span(name, context, kind, attributes, links, start_time)
