@@ -260,3 +260,48 @@ def test_a_disabled_tracer_goes_through_the_sdk(monkeypatch: pytest.MonkeyPatch)
     span = starter.start("send orders")
     assert len(calls) == 1
     assert not span.get_span_context().is_valid
+
+
+class Keep(sdk_sampling.Sampler):
+    """A sampler of the application's own that records every span, with its attributes."""
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        *args: Any,
+    ) -> Any:
+        return sdk_sampling.SamplingResult(sdk_sampling.Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "Keep"
+
+
+@pytest.mark.parametrize("name", [*sorted(SAMPLERS), "custom"])
+def test_a_recording_span_gets_the_extra_attributes_and_a_dropped_one_never_asks(
+    name: str,
+) -> None:
+    sampler = Keep() if name == "custom" else SAMPLERS[name]()
+    tracer = TracerProvider(sampler=sampler, id_generator=SeededIds(3)).get_tracer("extra")
+    starter = SpanStarter(tracer)
+    asked = []
+
+    def extra() -> dict[str, Any]:
+        asked.append(True)
+        return {"messaging.kafka.offset": 7}
+
+    token = otel_context.attach(Context())
+    try:
+        random.seed(5)
+        for parent in _parents(lambda context: starter.start("send orders", context)):
+            asked.clear()
+            span: Any = starter.start("send orders", parent, attributes={"a": "b"}, extra=extra)
+            assert len(asked) == span.is_recording()
+            if span.is_recording():
+                assert dict(span.attributes) == {"a": "b", "messaging.kafka.offset": 7}
+            span.end()
+    finally:
+        otel_context.detach(token)

@@ -51,7 +51,7 @@ from kafka_autotrace.core.lag import LagReader
 from kafka_autotrace.core.links import LazyLinks, RecordLink
 from kafka_autotrace.core.metrics import MessagingInstruments
 from kafka_autotrace.core.parenting import Parenting
-from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_span_and_origin
+from kafka_autotrace.core.pipeline import ORIGIN_HEADER, Origin, origin_in, with_span_and_origin
 from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
 from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
@@ -134,11 +134,9 @@ class KafkaTelemetry:
             attributes=destination.send_attributes
             if partition is None
             else destination.send_start(partition),
+            extra=self._attributes.message,
+            extra_args=(key, value, headers),
         )
-        if span.is_recording():
-            attributes = self._attributes.message(key, value, headers)
-            if attributes:
-                span.set_attributes(attributes)
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
         pending = PendingSend(span, destination, self._cap)
@@ -226,36 +224,41 @@ class KafkaTelemetry:
         if idle:
             return self._pass_process_through(record, parent)
         destination = self._attributes.destination(client, topic)
-        span = self._spans.start(
-            destination.process_name,
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes=destination.process_start(getter.partition(record)),
-            links=links,
-        )
+        start_attributes = destination.process_start(getter.partition(record))
         if self.settings.metric_partitions:
             destination = destination.in_partition(getter.partition(record))
         origin, pipeline_age = destination.consumed(
             getter.timestamp_ms(record), origin_in(parent), counted
         )
-        if span.is_recording():
-            attributes = self._record_attributes(record, getter, headers)
-            attributes[PIPELINE_ORIGIN] = origin.topic
-            attributes[PIPELINE_AGE_ATTRIBUTE] = pipeline_age
-            span.set_attributes(attributes)
+        span = self._spans.start(
+            destination.process_name,
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=start_attributes,
+            links=links,
+            extra=self._record_attributes,
+            extra_args=(record, getter, headers, origin, pipeline_age),
+        )
         if self._consume_hook is not None:
             _run_hook(self._consume_hook, span, record)
         context = with_span_and_origin(parent, span, origin)
         return ProcessScope(span, context, destination.processed)
 
     def _record_attributes(
-        self, record: RecordT, getter: RecordGetter[RecordT], headers: object
+        self,
+        record: RecordT,
+        getter: RecordGetter[RecordT],
+        headers: object,
+        origin: Origin,
+        pipeline_age: float,
     ) -> Attributes:
-        """What a recording process span gets of its record."""
+        """What a recording process span gets of its record and its pipeline."""
         attributes = self._attributes.message(getter.key(record), getter.value(record), headers)
         offset = getter.offset(record)
         if offset is not None:
             attributes[MESSAGING_KAFKA_OFFSET] = offset
+        attributes[PIPELINE_ORIGIN] = origin.topic
+        attributes[PIPELINE_AGE_ATTRIBUTE] = pipeline_age
         return attributes
 
     def _pass_process_through(self, record: object, parent: Context) -> ProcessScope | None:

@@ -10,12 +10,18 @@ machinery runs; such a span is built here exactly as the SDK builds it (a fresh 
 fresh trace id for a root, from the provider's id generator; the parent's trace state; the
 same flags). The SDK calls no span processor for it either. Everything else goes through the
 SDK: any other sampler, a recording decision, a disabled tracer, the SDK's own span metrics.
+
+What only a recording span needs (a message's key, offset, …) is asked for only when the span
+records, and, when these samplers decide it does, given at start: one pass through the SDK's
+attribute checks, where a ``set_attributes`` after start costs about twice as much per
+attribute. These samplers do not read attributes, so what they decide does not change; any
+other sampler sees the same start attributes as ever, and gets the rest after start.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -29,7 +35,10 @@ from opentelemetry.trace import (
     Tracer,
     get_current_span,
 )
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import Attributes, AttributeValue
+
+Extra = Callable[..., dict[str, AttributeValue]]
+"""Makes the attributes a recording span gets beside its start attributes, only for one."""
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
 """The bits of a trace id the SDK's ratio sampler compares with its bound."""
@@ -79,20 +88,26 @@ class _Plan:
     )
 
     def __init__(
-        self, sampler: object, parent_based: bool, bound: int, ids: _PresetTraceIds, random: bool
+        self,
+        sampler: object,
+        parent_based: bool,
+        bound: int,
+        generator: Any,
+        ids: _PresetTraceIds | None,
+        random: bool,
     ) -> None:
         self.sampler = sampler
         self.parent_based = parent_based
         self.bound = bound
         # The provider's own generator, called directly: the preset is for the SDK alone.
-        self.new_span_id = ids.generator.generate_span_id
-        self.new_trace_id = ids.generator.generate_trace_id
-        self.preset = ids.preset
+        self.new_span_id = generator.generate_span_id
+        self.new_trace_id = generator.generate_trace_id
+        self.preset = ids.preset if ids is not None else _no_preset
         # Where the SDK carries the random-trace-id flag (newer SDKs), a dropped child keeps
         # its parent's and a dropped root has it when the generator says its ids are random.
         self.random_bit = _random_flag() if random else 0
         flags = TraceFlags.DEFAULT
-        if random and ids.is_trace_id_random():
+        if random and generator.is_trace_id_random():
             flags |= self.random_bit
         self.root_flags = TraceFlags(flags)
 
@@ -115,7 +130,12 @@ class SpanStarter:
         attributes: Attributes = None,
         links: Sequence[Link] | None = (),
         start_time: int | None = None,
+        extra: Extra | None = None,
+        extra_args: tuple[Any, ...] = (),
     ) -> Span:
+        """Start a span; ``extra(*extra_args)`` makes what it gets beside ``attributes`` if it
+        records (a callable and its arguments rather than a closure: most spans are dropped,
+        and those should not pay for making one)."""
         plan = self._plan
         tracer: Any = self._tracer
         if (
@@ -123,7 +143,12 @@ class SpanStarter:
             or tracer.sampler is not plan.sampler
             or not getattr(tracer, "_tracer_config", _ENABLED).is_enabled
         ):
-            return self._tracer.start_span(name, context, kind, attributes, links, start_time)
+            span: Span = tracer.start_span(name, context, kind, attributes, links, start_time)
+            if extra is not None and span.is_recording():
+                more = extra(*extra_args)
+                if more:
+                    span.set_attributes(more)
+            return span
         parent = get_current_span(context).get_span_context()
         if parent.is_valid:
             trace_id = parent.trace_id
@@ -132,18 +157,22 @@ class SpanStarter:
                 if plan.parent_based
                 else trace_id & _TRACE_ID_LIMIT < plan.bound
             ):
-                return self._tracer.start_span(name, context, kind, attributes, links, start_time)
+                return self._recording(
+                    name, context, kind, attributes, links, start_time, extra, extra_args
+                )
             flags = _DROPPED_RANDOM if parent.trace_flags & plan.random_bit else _DROPPED
             trace_state = parent.trace_state
         else:
             if plan.bound == _ALWAYS:
-                return self._tracer.start_span(name, context, kind, attributes, links, start_time)
+                return self._recording(
+                    name, context, kind, attributes, links, start_time, extra, extra_args
+                )
             trace_id = plan.new_trace_id()
             if trace_id & _TRACE_ID_LIMIT < plan.bound:
                 plan.preset(trace_id)
                 try:
-                    return self._tracer.start_span(
-                        name, context, kind, attributes, links, start_time
+                    return self._recording(
+                        name, context, kind, attributes, links, start_time, extra, extra_args
                     )
                 finally:
                     plan.preset(None)  # unused if the SDK returned early
@@ -158,6 +187,29 @@ class SpanStarter:
                 trace_state=trace_state,
             )
         )
+
+    def _recording(
+        self,
+        name: str,
+        context: Context | None,
+        kind: SpanKind,
+        attributes: Attributes,
+        links: Sequence[Link] | None,
+        start_time: int | None,
+        extra: Extra | None,
+        extra_args: tuple[Any, ...],
+    ) -> Span:
+        """A span the sampler records (unless the SDK's tracer is off): all its attributes at
+        start."""
+        if extra is not None:
+            more = extra(*extra_args)
+            if more:
+                attributes = {**attributes, **more} if attributes else more
+        return self._tracer.start_span(name, context, kind, attributes, links, start_time)
+
+
+def _no_preset(trace_id: int | None) -> None:
+    """A plan whose roots are all sampled or all dropped never hands a trace id over."""
 
 
 _DROPPED = TraceFlags(TraceFlags.DEFAULT)
@@ -203,12 +255,15 @@ def _plan_for(tracer: Tracer) -> _Plan | None:
     else:
         root = sampler
     bound = _bound(root, sampling)
-    if bound is None or (bound == _ALWAYS and not parent_based):
-        return None  # unknown, or a sampler that drops nothing: the SDK, with nothing asked
-    ids = _PresetTraceIds(tracer.id_generator)
-    tracer.id_generator = ids  # type: ignore[assignment]
+    if bound is None:
+        return None
+    generator = tracer.id_generator
+    ids = None
+    if 0 < bound < _ALWAYS:  # a root's ratio decision, made here on a trace id the SDK reuses
+        ids = _PresetTraceIds(generator)
+        tracer.id_generator = ids  # type: ignore[assignment]
     random = hasattr(id_generator.IdGenerator, "is_trace_id_random")
-    return _Plan(sampler, parent_based, bound, ids, random)
+    return _Plan(sampler, parent_based, bound, generator, ids, random)
 
 
 def _types(module: object, *names: str) -> tuple[type, ...]:
