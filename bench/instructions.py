@@ -1,12 +1,16 @@
-"""Instructions per message of the kafka-python send, iteration and poll() wrappers, counted by
-callgrind: a figure that does not move with the machine's load, to compare two trees.
+"""Instructions per message of the kafka-python send, iteration and poll() wrappers and of
+confluent-kafka's produce(), counted by callgrind: a figure that does not move with the
+machine's load, to compare two trees.
 
     python bench/instructions.py                        # this tree
     python bench/instructions.py --reference OLD/src    # and another, side by side
 
 Each case runs the instrumented ``KafkaProducer.send``, ``KafkaConsumer.__next__`` or
 ``KafkaConsumer.poll`` (batches of 10 records, iterated as an application does) around a
-stand-in for the client's own method (no broker: the wrappers' cost, not the client's), in a
+stand-in for the client's own method (no broker: the wrappers' cost, not the client's), or
+``Producer.produce`` of confluent-kafka (a C type, so the stand-in is a Python class in its
+place, which the instrumentor subclasses as it does the real one: ``produce()`` keeps the
+delivery callback librdkafka would call, and the ``poll(0)`` after each message calls it), in a
 fresh interpreter under ``valgrind --tool=callgrind``, for N and for 2N messages; the difference
 divided by N is the cost of one message, start-up excluded. Set-ups: ``production``
 (``ParentBased(TraceIdRatioBased(0.01))``, metrics collected in memory; consumed records cycle
@@ -121,13 +125,65 @@ def poll(self, timeout_ms=0, max_records=None, update_offsets=True):
     return {PARTITION: [next_(self) for _ in range(BATCH)]}
 
 
+# What librdkafka hands a delivery callback: a message with getter methods.
+class Delivered:
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return 7
+
+
+DELIVERED = Delivered()
+
+
+# confluent-kafka's Producer (a C type): produce() queues the delivery callback librdkafka
+# would call, with the same precedence, and poll() calls the queued ones.
+class Producer:
+    def __init__(self, config):
+        self._default = config.get("on_delivery")
+        self._reports = []
+
+    def produce(
+        self, topic, value=None, key=None, partition=-1, callback=None, on_delivery=None,
+        timestamp=0, headers=None,
+    ):
+        Clock.now += 1 / 1024
+        report = callback or on_delivery or self._default
+        if report is not None:
+            self._reports.append(report)
+
+    def poll(self, timeout=-1):
+        reports, self._reports = self._reports, []
+        for report in reports:
+            report(None, DELIVERED)
+        return len(reports)
+
+    def cluster_id(self, timeout=-1):
+        return "bench-cluster"
+
+
 kafka.KafkaProducer.send = send
 kafka.KafkaConsumer.__next__ = next_
 kafka.KafkaConsumer.poll = poll
-from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+if operation == "confluent-produce":
+    import confluent_kafka
 
-KafkaPythonInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-if operation == "produce":
+    confluent_kafka.Producer = Producer
+    from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
+
+    instrumentor = ConfluentKafkaInstrumentor()
+else:
+    from kafka_autotrace.kafka_python import KafkaPythonInstrumentor
+
+    instrumentor = KafkaPythonInstrumentor()
+instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+if operation == "confluent-produce":
+    client = confluent_kafka.Producer({"bootstrap.servers": "127.0.0.1:9092", "client.id": "bench"})
+    for _ in range(count):
+        client.produce("orders", b"v", b"k")  # as bench/worker.py does: no callback of its own
+        client.poll(0)
+elif operation == "produce":
     client = kafka.KafkaProducer.__new__(kafka.KafkaProducer)
     client.config = {"bootstrap_servers": "127.0.0.1:9092", "client_id": "bench"}
     for _ in range(count):
@@ -155,7 +211,7 @@ if reader is not None:
 print(measurements)
 """
 SETUPS = ("production", "nosdk", "unsampled", "sampled")
-OPERATIONS = ("produce", "consume", "poll")
+OPERATIONS = ("produce", "consume", "poll", "confluent-produce")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 

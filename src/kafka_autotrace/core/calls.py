@@ -61,17 +61,35 @@ class CallShape:
     def replace(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, value: Any
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """New ``(args, kwargs)`` with ``name`` set to ``value``; the inputs are not mutated.
+        """New ``(args, kwargs)`` with ``name`` set to ``value``: see :meth:`replace_all`."""
+        return self.replace_all(args, kwargs, {name: value})
 
-        When the call already passes ``value`` (or leaves ``name`` out and ``value`` is None),
-        the inputs themselves: the call stays exactly as made, with no explicit None added.
+    def replace_all(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], values: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """New ``(args, kwargs)`` with each name in ``values`` set to its value, in one copy of
+        each; the inputs are not mutated.
+
+        A value the call already passes (None for a name it leaves out) changes nothing; with
+        no change, the inputs themselves: the call stays exactly as made, with no explicit
+        None added.
         """
-        if self.get(args, kwargs, name) is value:
-            return args, kwargs
-        position = self._positions[name]
-        if position < len(args):
-            return (*args[:position], value, *args[position + 1 :]), kwargs
-        return args, {**kwargs, name: value}
+        count = len(args)
+        new_args: list[Any] | None = None
+        new_kwargs: dict[str, Any] | None = None
+        for name, value in values.items():
+            position = self._positions[name]
+            if position < count:
+                if args[position] is not value:
+                    new_args = new_args or list(args)
+                    new_args[position] = value
+            elif kwargs.get(name) is not value:
+                new_kwargs = new_kwargs or dict(kwargs)
+                new_kwargs[name] = value
+        return (
+            args if new_args is None else tuple(new_args),
+            kwargs if new_kwargs is None else new_kwargs,
+        )
 
 
 class Rejection(Protocol):

@@ -55,7 +55,7 @@ from kafka_autotrace.core.pipeline import ORIGIN_HEADER, origin_in, with_origin
 from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
 from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
-from kafka_autotrace.core.sending import PassThroughSend, PendingSend, Send
+from kafka_autotrace.core.sending import MeasuredSend, PassThroughSend, PendingSend, Send
 from kafka_autotrace.core.settings import Settings
 from kafka_autotrace.core.unsampled import SpanStarter
 
@@ -125,9 +125,7 @@ class KafkaTelemetry:
         destination = self._attributes.destination(client, topic)
         if not self._cap.admit():
             current = NonRecordingSpan(get_current_span().get_span_context())
-            pending = PendingSend(current, destination, None)
-            pending.origin = origin_in()
-            return pending
+            return MeasuredSend(current, destination, origin_in())
         span = self._spans.start(
             destination.send_name,
             kind=SpanKind.PRODUCER if propagated else SpanKind.CLIENT,
@@ -135,16 +133,20 @@ class KafkaTelemetry:
             if partition is None
             else destination.send_start(partition),
         )
-        if span.is_recording():
+        recording = span.is_recording()
+        if recording:
             attributes = self._attributes.message(key, value, headers)
             if attributes:
                 span.set_attributes(attributes)
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
-        pending = PendingSend(span, destination, self._cap)
         # A send that starts a pipeline carries no origin: its record's timestamp is one.
-        pending.origin = origin_in()
-        return pending
+        if not recording:
+            # The cap bounds the spans waiting to be ended and exported; a span the sampler
+            # dropped is neither, and its send is only measured at the broker's answer.
+            self._cap.ended()
+            return MeasuredSend(span, destination, origin_in())
+        return PendingSend(span, destination, self._cap, origin_in())
 
     def _pass_send_through(self, topic: str, key: object, value: object) -> PassThroughSend | None:
         span = get_current_span()
