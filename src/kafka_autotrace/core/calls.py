@@ -46,17 +46,27 @@ class CallShape:
             args[headers] if headers < count else get("headers"),
         )
 
-    def given(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> bool:
-        """Whether the caller passed ``name`` at all, even as None: some C functions tell
-        an explicit None from an absent argument."""
-        return self._positions[name] < len(args) or name in kwargs
-
     def get(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> Any:
         """The argument's value, or None when the caller left it out."""
         position = self._positions[name]
         if position < len(args):
             return args[position]
         return kwargs.get(name)
+
+    def first_given(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], names: tuple[str, ...]
+    ) -> tuple[str, Any]:
+        """The first of ``names`` the caller passed at all, even as None (some C functions tell
+        an explicit None from an absent argument), and its value; the last name and None when
+        it passed none."""
+        count = len(args)
+        for name in names:
+            position = self._positions[name]
+            if position < count:
+                return name, args[position]
+            if name in kwargs:
+                return name, kwargs[name]
+        return names[-1], None
 
     def replace(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, value: Any

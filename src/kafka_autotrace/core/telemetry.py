@@ -123,11 +123,16 @@ class KafkaTelemetry:
         if self._sdk.idle():
             return self._pass_send_through(topic, key, value)
         destination = self._attributes.destination(client, topic)
+        # Read once, for the span's parent and the pipeline origin the message carries on.
+        current = otel_context.get_current()
+        # A send that starts a pipeline carries no origin: its record's timestamp is one.
+        origin = origin_in(current)
         if not self._cap.admit():
-            current = NonRecordingSpan(get_current_span().get_span_context())
-            return MeasuredSend(current, destination, origin_in())
+            context = get_current_span(current).get_span_context()
+            return MeasuredSend(NonRecordingSpan(context), destination, origin)
         span = self._spans.start(
             destination.send_name,
+            context=current,
             kind=SpanKind.PRODUCER if propagated else SpanKind.CLIENT,
             attributes=destination.send_attributes
             if partition is None
@@ -140,13 +145,12 @@ class KafkaTelemetry:
                 span.set_attributes(attributes)
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
-        # A send that starts a pipeline carries no origin: its record's timestamp is one.
         if not recording:
             # The cap bounds the spans waiting to be ended and exported; a span the sampler
             # dropped is neither, and its send is only measured at the broker's answer.
             self._cap.ended()
-            return MeasuredSend(span, destination, origin_in())
-        return PendingSend(span, destination, self._cap, origin_in())
+            return MeasuredSend(span, destination, origin)
+        return PendingSend(span, destination, self._cap, origin)
 
     def _pass_send_through(self, topic: str, key: object, value: object) -> PassThroughSend | None:
         span = get_current_span()

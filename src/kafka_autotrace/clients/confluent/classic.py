@@ -95,13 +95,7 @@ class _Produce(ClusterIdOfClient, ConfluentSends):
     ) -> tuple[str, Callable[..., Any]] | None:
         if not isinstance(state, ConfluentState) or not state.follows_delivery:
             return None
-        shape = self.shape
-        # The first name given wins; with none given, the loop ends on the last, the alias
-        # ours is passed under (a loop, not a generator: this runs per message).
-        for name in self.callbacks:
-            if shape.given(args, kwargs, name):
-                break
-        callback = shape.get(args, kwargs, name)
+        name, callback = self.shape.first_given(args, kwargs, self.callbacks)
         if callback is None:
             callback = state.default_callback
         if callback is not None and not callable(callback):
