@@ -38,7 +38,13 @@ class MeasuredSend:
         "tracked",
     )
 
-    def __init__(self, span: Span, destination: Destination, origin: Origin | None) -> None:
+    def __init__(
+        self,
+        span: Span,
+        destination: Destination,
+        origin: Origin | None,
+        trace_headers: dict[str, bytes],
+    ) -> None:
         self.span = span
         self._destination = destination
         self._started = time.perf_counter()
@@ -50,9 +56,8 @@ class MeasuredSend:
         # Instance slots, not class attributes: the interpreter reads a slot faster, per message.
         self.tracked: Literal[True] = True
         """Whether something follows the broker's answer (see :class:`PassThroughSend`)."""
-        self.trace_headers: dict[str, bytes] | None = None
-        """The propagator's headers, when already computed: a tracked send's are computed from
-        its span when its headers are made."""
+        self.trace_headers = trace_headers
+        """The propagator's headers for ``span``, empty when the message cannot carry them."""
 
     def _finish(self) -> bool:
         """Whether this is the first answer."""
@@ -88,9 +93,14 @@ class PendingSend(MeasuredSend):
     __slots__ = ("_cap", "transaction")
 
     def __init__(
-        self, span: Span, destination: Destination, cap: InflightCap, origin: Origin | None
+        self,
+        span: Span,
+        destination: Destination,
+        origin: Origin | None,
+        trace_headers: dict[str, bytes],
+        cap: InflightCap,
     ) -> None:
-        super().__init__(span, destination, origin)
+        super().__init__(span, destination, origin, trace_headers)
         self._cap = cap
         self.transaction: Transaction | None = None
         """The producer's transaction the message is sent in, which ends the span once it ends."""
@@ -154,7 +164,7 @@ class PassThroughSend:
 
     def __init__(self, span: Span, trace_headers: dict[str, bytes], origin: Origin | None) -> None:
         self.span = span
-        self.trace_headers: dict[str, bytes] | None = trace_headers
+        self.trace_headers = trace_headers
         self.origin = origin
         self.tracked: Literal[False] = False
 

@@ -128,8 +128,9 @@ class KafkaTelemetry:
         # A send that starts a pipeline carries no origin: its record's timestamp is one.
         origin = origin_in(current)
         if not self._cap.admit():
-            context = get_current_span(current).get_span_context()
-            return MeasuredSend(NonRecordingSpan(context), destination, origin)
+            carrier = NonRecordingSpan(get_current_span(current).get_span_context())
+            headers = span_headers(carrier, current) if propagated else {}
+            return MeasuredSend(carrier, destination, origin, headers)
         span = self._spans.start(
             destination.send_name,
             context=current,
@@ -145,12 +146,13 @@ class KafkaTelemetry:
                 span.set_attributes(attributes)
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
+        headers = span_headers(span, current) if propagated else {}
         if not recording:
             # The cap bounds the spans waiting to be ended and exported; a span the sampler
             # dropped is neither, and its send is only measured at the broker's answer.
             self._cap.ended()
-            return MeasuredSend(span, destination, origin)
-        return PendingSend(span, destination, self._cap, origin)
+            return MeasuredSend(span, destination, origin, headers)
+        return PendingSend(span, destination, origin, headers, self._cap)
 
     def _pass_send_through(self, topic: str, key: object, value: object) -> PassThroughSend | None:
         span = get_current_span()
@@ -168,8 +170,6 @@ class KafkaTelemetry:
         """The headers to send: the caller's plus the propagator's and the pipeline origin, in
         a new container."""
         trace_headers = pending.trace_headers
-        if trace_headers is None:
-            trace_headers = span_headers(pending.span)
         if pending.origin is not None:
             trace_headers = {**trace_headers, ORIGIN_HEADER: pending.origin.header}
         return merge_headers(headers, trace_headers)
