@@ -1,22 +1,24 @@
-"""Instructions per message of the kafka-python send, iteration and poll() wrappers, counted by
-callgrind: a figure that does not move with the machine's load, to compare two trees.
+"""Instructions per message of the kafka-python send, iteration and poll() wrappers and of
+confluent-kafka's produce(), poll() and consume(), counted by callgrind: a figure that does not
+move with the machine's load, to compare two trees.
 
     python bench/instructions.py                        # this tree
     python bench/instructions.py --reference OLD/src    # and another, side by side
 
 Each case runs the instrumented ``KafkaProducer.send``, ``KafkaConsumer.__next__`` or
-``KafkaConsumer.poll`` (batches of 10 records, iterated as an application does) around a
-stand-in for the client's own method (no broker: the wrappers' cost, not the client's), in a
-fresh interpreter under ``valgrind --tool=callgrind``, for N and for 2N messages; the difference
-divided by N is the cost of one message, start-up excluded. Set-ups: ``production``
-(``ParentBased(TraceIdRatioBased(0.01))``, metrics collected in memory; consumed records cycle
-through 200 traces, 1 in 100 sampled upstream, and sends get trace ids of which the ratio
-sampler keeps exactly 1 in 100), ``nosdk`` (the API alone), ``sampled`` (every span recorded,
-exported to nothing, metrics as in production), ``exported`` (as ``sampled``, and the spans
-encoded as the OTLP exporters encode them, in the BatchSpanProcessor's batches of 512: what
-each attribute costs again at export, on the processor's thread but in the process's CPU) and
-``unsampled`` (a parent-based sampler that drops everything).
-Keep N a multiple of 200 so that production's share is exactly 1%.
+``KafkaConsumer.poll`` (batches of 10 records, iterated as an application does), or
+confluent-kafka's ``Producer.produce`` (then ``poll(0)``), ``Consumer.poll`` or ``consume``,
+around a stand-in for the client's own method or C type (no broker: the wrappers' cost, not the
+client's), in a fresh interpreter under ``valgrind --tool=callgrind``, for N and for 2N
+messages; the difference divided by N is the cost of one message, start-up excluded. Set-ups:
+``production`` (``ParentBased(TraceIdRatioBased(0.01))``, metrics collected in memory; consumed
+records cycle through 200 traces, 1 in 100 sampled upstream, and sends get trace ids of which
+the ratio sampler keeps exactly 1 in 100), ``nosdk`` (the API alone), ``sampled`` (every span
+recorded, exported to nothing, metrics as in production), ``exported`` (as ``sampled``, and the
+spans encoded as the OTLP exporters encode them, in the BatchSpanProcessor's batches of 512:
+what each attribute costs again at export, on the processor's thread but in the process's CPU)
+and ``unsampled`` (a parent-based sampler that drops everything). Keep N a multiple of 200 so
+that production's share is exactly 1%.
 
 The histogram budget admits measurements by the monotonic clock, and under callgrind a message
 takes about a hundred times as long, more on a loaded machine: by the real clock the share it
@@ -204,6 +206,44 @@ class Consumer:
         return "bench-cluster"
 
 
+# What librdkafka hands a delivery callback: a message with getter methods.
+class Delivered:
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return 7
+
+
+DELIVERED = Delivered()
+
+
+# confluent-kafka's Producer (a C type): produce() queues the delivery callback librdkafka
+# would call, with the same precedence, and poll() calls the queued ones.
+class Producer:
+    def __init__(self, config):
+        self._default = config.get("on_delivery")
+        self._reports = []
+
+    def produce(
+        self, topic, value=None, key=None, partition=-1, callback=None, on_delivery=None,
+        timestamp=0, headers=None,
+    ):
+        Clock.now += 1 / 1024
+        report = callback or on_delivery or self._default
+        if report is not None:
+            self._reports.append(report)
+
+    def poll(self, timeout=-1):
+        reports, self._reports = self._reports, []
+        for report in reports:
+            report(None, DELIVERED)
+        return len(reports)
+
+    def cluster_id(self, timeout=-1):
+        return "bench-cluster"
+
+
 kafka.KafkaProducer.send = send
 kafka.KafkaConsumer.__next__ = next_
 kafka.KafkaConsumer.poll = poll
@@ -211,6 +251,7 @@ if operation.startswith("confluent"):
     import confluent_kafka
 
     confluent_kafka.Consumer = Consumer
+    confluent_kafka.Producer = Producer
     from kafka_autotrace.confluent_kafka import ConfluentKafkaInstrumentor
 
     instrumentor = ConfluentKafkaInstrumentor()
@@ -219,7 +260,12 @@ else:
 
     instrumentor = KafkaPythonInstrumentor()
 instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-if operation.startswith("confluent"):
+if operation == "confluent-produce":
+    client = confluent_kafka.Producer({"bootstrap.servers": "127.0.0.1:9092", "client.id": "bench"})
+    for _ in range(count):
+        client.produce("orders", b"v", b"k")  # as bench/worker.py does: no callback of its own
+        client.poll(0)
+elif operation.startswith("confluent"):
     client = confluent_kafka.Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "bench"})
     if operation == "confluent-poll":
         for _ in range(count):
@@ -258,7 +304,14 @@ if reader is not None:
 print(measurements)
 """
 SETUPS = ("production", "nosdk", "unsampled", "sampled", "exported")
-OPERATIONS = ("produce", "consume", "poll", "confluent-poll", "confluent-consume")
+OPERATIONS = (
+    "produce",
+    "consume",
+    "poll",
+    "confluent-produce",
+    "confluent-poll",
+    "confluent-consume",
+)
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 

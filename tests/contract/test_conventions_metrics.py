@@ -5,6 +5,7 @@ headers, and partitions on the metrics when asked for (docs/design.md, the attri
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
     MESSAGING_OPERATION_NAME,
     MESSAGING_OPERATION_TYPE,
 )
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from support.otel import RecordingSdk
 from support.spans import one
 
@@ -81,6 +83,33 @@ def test_metrics_name_the_partition_when_asked_for(
         }, metric
     assert sum(point.value for point in sdk.metric_points(SENT)) == 2
     assert sum(point.value for point in sdk.metric_points(CONSUMED)) == 2
+
+
+@pytest.mark.settings(Settings(metric_partitions=True))
+def test_a_send_whose_span_the_sampler_drops_is_measured_all_the_same(
+    driver: Driver, sdk: RecordingSdk, topic: str, tmp_path: Path
+) -> None:
+    """The metrics count every message, sampled or not: a send without a span is counted and
+    timed when the broker answers, in the partition it acknowledged, or with its error."""
+    sdk.sampler.decide(sampled=False)
+    partition = str(driver.send(topic, b"a").partition)
+    undelivered = driver.undeliverable(tmp_path)
+    assert sdk.spans("send") == []
+    sent = sorted(
+        (str(p.attributes.get(ERROR_TYPE)), p.attributes.get(MESSAGING_DESTINATION_PARTITION_ID))
+        for p in sdk.metric_points(SENT)
+        for _ in range(p.value)
+    )
+    timed = sorted(
+        (str(p.attributes.get(ERROR_TYPE)), p.attributes.get(MESSAGING_DESTINATION_PARTITION_ID))
+        for p in sdk.metric_points(OPERATION_DURATION)
+        if p.attributes.get(MESSAGING_OPERATION_NAME) == "send"
+        for _ in range(p.count)
+    )
+    assert sent == timed
+    assert len(sent) == 1 + undelivered.sends  # kafka-python's driver sends a warm-up first
+    assert [error for error, _ in sent if error != "None"] == [undelivered.error_type]
+    assert ("None", partition) in sent
 
 
 def test_the_tracer_and_meter_name_the_conventions_schema(

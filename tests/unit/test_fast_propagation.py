@@ -106,9 +106,12 @@ def test_span_headers_are_byte_identical_to_the_generic_path(
         ambient = baggage.set_baggage("n", 1, ambient)
     token = context.attach(ambient)
     try:
-        assert span_headers(SPANS[span]) == _generic(SPANS[span])
+        expected = _generic(SPANS[span])
+        assert span_headers(SPANS[span]) == expected
     finally:
         context.detach(token)
+    # The same for a context given rather than current.
+    assert span_headers(SPANS[span], ambient) == expected
 
 
 def test_span_headers_notice_a_new_global_propagator() -> None:

@@ -101,6 +101,18 @@ def test_call_shape_reads_and_replaces_positional_and_keyword_arguments() -> Non
     assert shape.replace(args, kwargs, "headers", None)[1] is kwargs
 
 
+def test_call_shape_finds_the_first_alias_given_even_as_none() -> None:
+    shape = CallShape("topic", "callback", "on_delivery")
+    names = ("callback", "on_delivery")
+    assert shape.first_given(("t",), {"on_delivery": len, "callback": None}, names) == (
+        "callback",
+        None,
+    )
+    assert shape.first_given(("t", abs), {"on_delivery": len}, names) == ("callback", abs)
+    assert shape.first_given(("t",), {"on_delivery": len}, names) == ("on_delivery", len)
+    assert shape.first_given(("t",), {}, names) == ("on_delivery", None)
+
+
 @pytest.mark.parametrize(
     ("key", "expected"),
     [

@@ -102,7 +102,7 @@ def test_confluent_produce_gets_no_headers_argument() -> None:
     args, kwargs = ("orders", b"value"), {"key": b"key"}
     traced = telemetry.headers_for(pending, produce.shape.get(args, kwargs, "headers"))
     call_args, call_kwargs = produce.shape.replace(args, kwargs, "headers", traced)
-    follows = produce.delivery_arguments(pending, state, (call_args, call_kwargs)) is not None
+    follows = produce.delivery_callback(pending, state, call_args, call_kwargs) is not None
     assert (call_args, call_kwargs, follows) == (args, kwargs, False)
     assert "headers" not in call_kwargs
 

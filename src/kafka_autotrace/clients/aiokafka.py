@@ -26,7 +26,7 @@ from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note, listener_subscription, noting_listener
 from kafka_autotrace.core.receive_flow import ReceiveFlow
 from kafka_autotrace.core.send_flow import SendFlow
-from kafka_autotrace.core.sending import PendingSend, end_when_done
+from kafka_autotrace.core.sending import MeasuredSend, end_when_done
 from kafka_autotrace.core.telemetry import TelemetrySlot
 from kafka_autotrace.core.transactions import TransactionFlow
 
@@ -80,7 +80,7 @@ class _Send(SendAdapter):
 
         return isinstance(error, MessageSizeTooLargeError)
 
-    def follow(self, pending: PendingSend, result: Any) -> bool:
+    def follow(self, pending: MeasuredSend, result: Any) -> bool:
         end_when_done(pending, result, _acknowledged, self.failed)
         return True
 

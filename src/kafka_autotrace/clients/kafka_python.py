@@ -44,7 +44,7 @@ from kafka_autotrace.core.propagation import HEADERS_MIN_API
 from kafka_autotrace.core.receive_flow import ReceiveFlow
 from kafka_autotrace.core.scope import Suppressed
 from kafka_autotrace.core.send_flow import SendFlow
-from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.sending import MeasuredSend
 from kafka_autotrace.core.telemetry import TelemetrySlot
 from kafka_autotrace.core.transactions import TransactionFlow
 
@@ -146,7 +146,7 @@ class _Clients:
         )
 
 
-def _acknowledged(pending: PendingSend, metadata: Any) -> None:
+def _acknowledged(pending: MeasuredSend, metadata: Any) -> None:
     pending.succeed(getattr(metadata, "partition", None), getattr(metadata, "offset", None))
 
 
@@ -171,7 +171,7 @@ class _Send(_Clients, SendAdapter):
     def rejected_result(self, result: Any) -> bool:
         return bool(getattr(result, "is_done", False)) and self.rejected(result.exception)
 
-    def follow(self, pending: PendingSend, result: Any) -> bool:
+    def follow(self, pending: MeasuredSend, result: Any) -> bool:
         result.add_callback(_acknowledged, pending)
         result.add_errback(self.failed, pending)
         return True

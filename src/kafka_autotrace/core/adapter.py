@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from kafka_autotrace.core.calls import Arguments, CallShape
 from kafka_autotrace.core.client import ClientState
@@ -16,7 +16,7 @@ from kafka_autotrace.core.client_metrics import FigureReader
 from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.lag import Lag
 from kafka_autotrace.core.listeners import Note
-from kafka_autotrace.core.sending import PendingSend, Send
+from kafka_autotrace.core.sending import MeasuredSend, Send
 
 _logger = logging.getLogger(__name__)
 
@@ -138,14 +138,18 @@ class SendAdapter(_ClientAdapter):
         except Exception:
             _logger.debug("kafka-autotrace: ending a failed send span failed", exc_info=True)
 
-    def delivery_arguments(
-        self, pending: PendingSend, state: ClientState, arguments: Arguments
-    ) -> Arguments | None:
+    def delivery_callback(
+        self,
+        pending: MeasuredSend,
+        state: ClientState,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[str, Callable[..., Any]] | None:
         """For a library that reports the broker's answer to a callback passed with the call:
-        the arguments with ours in place, or None to follow the result instead."""
+        the parameter to pass ours under, and ours; None to follow the result instead."""
         return None
 
-    def follow(self, pending: PendingSend, result: Any) -> bool:
+    def follow(self, pending: MeasuredSend, result: Any) -> bool:
         """End ``pending`` when the broker answers the call that returned ``result``; False
         when that cannot be followed (the span then ends now)."""
         return False

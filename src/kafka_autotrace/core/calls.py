@@ -46,11 +46,6 @@ class CallShape:
             args[headers] if headers < count else get("headers"),
         )
 
-    def given(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> bool:
-        """Whether the caller passed ``name`` at all, even as None: some C functions tell
-        an explicit None from an absent argument."""
-        return self._positions[name] < len(args) or name in kwargs
-
     def get(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> Any:
         """The argument's value, or None when the caller left it out."""
         position = self._positions[name]
@@ -58,20 +53,58 @@ class CallShape:
             return args[position]
         return kwargs.get(name)
 
+    def given(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> bool:
+        """Whether the caller passed ``name`` at all, even as None: some C functions tell
+        an explicit None from an absent argument."""
+        return self._positions[name] < len(args) or name in kwargs
+
+    def first_given(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], names: tuple[str, ...]
+    ) -> tuple[str, Any]:
+        """The first of ``names`` the caller passed at all, even as None (some C functions tell
+        an explicit None from an absent argument), and its value; the last name and None when
+        it passed none."""
+        count = len(args)
+        for name in names:
+            position = self._positions[name]
+            if position < count:
+                return name, args[position]
+            if name in kwargs:
+                return name, kwargs[name]
+        return names[-1], None
+
     def replace(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, value: Any
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """New ``(args, kwargs)`` with ``name`` set to ``value``; the inputs are not mutated.
+        """New ``(args, kwargs)`` with ``name`` set to ``value``: see :meth:`replace_all`."""
+        return self.replace_all(args, kwargs, {name: value})
 
-        When the call already passes ``value`` (or leaves ``name`` out and ``value`` is None),
-        the inputs themselves: the call stays exactly as made, with no explicit None added.
+    def replace_all(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], values: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """New ``(args, kwargs)`` with each name in ``values`` set to its value, in one copy of
+        each; the inputs are not mutated.
+
+        A value the call already passes (None for a name it leaves out) changes nothing; with
+        no change, the inputs themselves: the call stays exactly as made, with no explicit
+        None added.
         """
-        if self.get(args, kwargs, name) is value:
-            return args, kwargs
-        position = self._positions[name]
-        if position < len(args):
-            return (*args[:position], value, *args[position + 1 :]), kwargs
-        return args, {**kwargs, name: value}
+        count = len(args)
+        new_args: list[Any] | None = None
+        new_kwargs: dict[str, Any] | None = None
+        for name, value in values.items():
+            position = self._positions[name]
+            if position < count:
+                if args[position] is not value:
+                    new_args = new_args or list(args)
+                    new_args[position] = value
+            elif kwargs.get(name) is not value:
+                new_kwargs = new_kwargs or dict(kwargs)
+                new_kwargs[name] = value
+        return (
+            args if new_args is None else tuple(new_args),
+            kwargs if new_kwargs is None else new_kwargs,
+        )
 
 
 class Rejection(Protocol):

@@ -2,7 +2,9 @@
 
 A send span lives from ``send()``/``produce()`` to the broker's answer, so an outage, a broker
 that stops answering or a producer that is never polled could pile up spans. At most
-``Settings.max_inflight_spans`` wait at once (shared by all producers of one instrumentor).
+``Settings.max_inflight_spans`` wait at once (shared by all producers of one instrumentor);
+a span the sampler dropped stops counting as soon as it starts, as it holds nothing to end
+or export.
 Past that a send gets no span of its own, only the current context to propagate and its
 count in the metrics; one warning says so, and spans resume once acknowledgements bring the
 count under half the cap.

@@ -220,8 +220,9 @@ def trace_headers(context: Context) -> dict[str, bytes]:
     return {key: value.encode("utf-8") for key, value in written.items()}
 
 
-def span_headers(span: Span) -> dict[str, bytes]:
-    """``trace_headers`` of the current context with ``span`` in it, byte for byte.
+def span_headers(span: Span, context: Context | None = None) -> dict[str, bytes]:
+    """``trace_headers`` of ``context`` (default: the current one) with ``span`` in it, byte
+    for byte.
 
     This runs for every message sent. With the W3C default propagator and no baggage in the
     current context (the common case), ``traceparent`` (and ``tracestate``, when the span
@@ -230,8 +231,8 @@ def span_headers(span: Span) -> dict[str, bytes]:
     go through the generic path.
     """
     w3c = _w3c_propagation()
-    if w3c.tracecontext is None or (w3c.baggage and _has_baggage()):
-        return trace_headers(set_span_in_context(span))
+    if w3c.tracecontext is None or (w3c.baggage and _has_baggage(context)):
+        return trace_headers(set_span_in_context(span, context))
     span_context = span.get_span_context()
     if span_context == INVALID_SPAN_CONTEXT:
         return {}
@@ -250,11 +251,13 @@ _BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
 wraps it in a new mapping on every call."""
 
 
-def _has_baggage() -> bool:
-    """Whether the current context holds any baggage."""
+def _has_baggage(context: Context | None) -> bool:
+    """Whether ``context`` (default: the current one) holds any baggage."""
     if _BAGGAGE_KEY is None:
-        return bool(baggage.get_all())
-    return bool(otel_context.get_current().get(_BAGGAGE_KEY))
+        return bool(baggage.get_all(context))
+    if context is None:
+        context = otel_context.get_current()
+    return bool(context.get(_BAGGAGE_KEY))
 
 
 def merge_headers(headers: object, injected: Mapping[str, bytes]) -> object:

@@ -14,21 +14,15 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from kafka_autotrace.core.adapter import UNTOUCHED, SendAdapter
 from kafka_autotrace.core.calls import Arguments, call_as_made, call_as_made_async
 from kafka_autotrace.core.guard import learn_cluster_id, traced_state
-from kafka_autotrace.core.sending import Send
+from kafka_autotrace.core.sending import MeasuredSend, Send
 from kafka_autotrace.core.telemetry import TelemetrySlot
 
 _logger = logging.getLogger(__name__)
 
 
-class _SendCall:
-    """One send under way: its span and the arguments to call the library with."""
-
-    __slots__ = ("arguments", "by_callback", "pending")
-
-    def __init__(self, pending: Send, arguments: Arguments, by_callback: bool) -> None:
-        self.pending = pending
-        self.arguments = arguments
-        self.by_callback = by_callback
+_SendCall = tuple[Send, Arguments, bool]
+"""One send under way: its send, the arguments to call the library with, and whether our
+callback among them follows the broker's answer. A tuple: one is made per message."""
 
 
 class SendFlow:
@@ -69,31 +63,30 @@ class SendFlow:
         if pending is None:
             return None
         if state.transaction is not None and pending.tracked:
-            pending.transaction = state.transaction
-        send = _SendCall(pending, (args, kwargs), False)
+            pending.join(state.transaction)
+        # Every argument we change, replaced in one copy of the call's arguments.
+        changes: dict[str, Any] = {}
+        by_callback = False
         try:
             if extended is not UNTOUCHED:
-                traced = telemetry.headers_for(pending, extended)
-                send.arguments = adapter.shape.replace(args, kwargs, "headers", traced)
+                changes["headers"] = telemetry.headers_for(pending, extended)
             if pending.tracked:
-                delivering = adapter.delivery_arguments(pending, state, send.arguments)
-                if delivering is not None:
-                    send.arguments, send.by_callback = delivering, True
+                delivery = adapter.delivery_callback(pending, state, args, kwargs)
+                if delivery is not None:
+                    name, ours = delivery
+                    changes[name] = ours
+                    by_callback = True
+            return pending, adapter.shape.replace_all(args, kwargs, changes), by_callback
         except Exception:
             # The span still ends, when the call as the application made it returns.
             _logger.debug("kafka-autotrace: preparing a send failed", exc_info=True)
-            send.arguments, send.by_callback = (args, kwargs), False
-        return send
+            return pending, (args, kwargs), False
 
-    def _sent(self, send: _SendCall, result: Any, as_made: bool) -> None:
-        """Follow the answer to a call that returned ``result``."""
-        pending = send.pending
-        if not pending.tracked:
-            return
-        if send.by_callback and not as_made:
-            return  # our callback, passed with the call, ends the span
+    def _follow(self, pending: MeasuredSend, result: Any, by_callback: bool) -> None:
+        """Follow the answer to a call that returned ``result`` without our callback: one
+        made without it, or made again as the application made it (the span ends now)."""
         try:
-            if not send.by_callback and self._adapter.follow(pending, result):
+            if not by_callback and self._adapter.follow(pending, result):
                 return
         except Exception:
             _logger.debug("kafka-autotrace: cannot follow a send", exc_info=True)
@@ -109,12 +102,14 @@ class SendFlow:
         send = self._start(client, args, kwargs)
         if send is None:
             return call(*args, **kwargs)
+        pending, arguments, by_callback = send
         try:
-            result, as_made = call_as_made(call, (args, kwargs), send.arguments, self._adapter)
+            result, as_made = call_as_made(call, (args, kwargs), arguments, self._adapter)
         except BaseException as exception:
-            self._adapter.failed(send.pending, exception)
+            self._adapter.failed(pending, exception)
             raise
-        self._sent(send, result, as_made)
+        if pending.tracked and (as_made or not by_callback):  # else our callback follows it
+            self._follow(pending, result, by_callback)
         return result
 
     async def call_async(
@@ -127,12 +122,14 @@ class SendFlow:
         send = self._start(client, args, kwargs)
         if send is None:
             return await call(*args, **kwargs)
+        pending, arguments, by_callback = send
         try:
             result, as_made = await call_as_made_async(
-                call, (args, kwargs), send.arguments, self._adapter
+                call, (args, kwargs), arguments, self._adapter
             )
         except BaseException as exception:
-            self._adapter.failed(send.pending, exception)
+            self._adapter.failed(pending, exception)
             raise
-        self._sent(send, result, as_made)
+        if pending.tracked and (as_made or not by_callback):  # else our callback follows it
+            self._follow(pending, result, by_callback)
         return result

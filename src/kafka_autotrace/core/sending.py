@@ -21,15 +21,14 @@ from kafka_autotrace.core.pipeline import Origin
 _logger = logging.getLogger(__name__)
 
 
-class PendingSend:
-    """A send span waiting for the broker's answer; ends once, from whichever thread answers.
-
-    ``cap`` is the in-flight cap it counts against: None for the span-less sends past it,
-    whose ``span`` only carries the current context for propagation.
-    """
+class MeasuredSend:
+    """A send whose broker's answer is counted in the metrics, with its duration, once, from
+    whichever thread answers. On its own it is a send whose span records nothing (the sampler
+    dropped it, or the in-flight cap left it without one): ``span`` only carries the context
+    on, and nothing but the measurement follows the answer, which is most sends in a sampled
+    service."""
 
     __slots__ = (
-        "_cap",
         "_destination",
         "_started",
         "_unanswered",
@@ -37,48 +36,90 @@ class PendingSend:
         "span",
         "trace_headers",
         "tracked",
-        "transaction",
     )
 
     def __init__(
         self,
         span: Span,
         destination: Destination,
-        cap: InflightCap | None,
+        origin: Origin | None,
+        trace_headers: dict[str, bytes],
     ) -> None:
         self.span = span
         self._destination = destination
-        self._cap = cap
         self._started = time.perf_counter()
         # One element, popped by the first answer: list.pop is atomic under the GIL and
         # costs a tenth of creating and taking a lock, on every message sent.
         self._unanswered = [True]
-        self.origin: Origin | None = None
+        self.origin = origin
         """The pipeline origin the message carries on."""
         # Instance slots, not class attributes: the interpreter reads a slot faster, per message.
         self.tracked: Literal[True] = True
         """Whether something follows the broker's answer (see :class:`PassThroughSend`)."""
-        self.trace_headers: dict[str, bytes] | None = None
-        """The propagator's headers, when already computed: a tracked send's are computed from
-        its span when its headers are made."""
+        self.trace_headers = trace_headers
+        """The propagator's headers for ``span``, empty when the message cannot carry them."""
+
+    def _finish(self) -> bool:
+        """Whether this is the first answer."""
+        try:
+            self._unanswered.pop()
+        except IndexError:
+            return False
+        return True
+
+    def join(self, transaction: Transaction) -> None:
+        """The producer's transaction the message is sent in: it holds nothing of a send
+        without a span to end."""
+
+    def succeed(self, partition: int | None, offset: int | None) -> None:
+        if self._finish():
+            self._measure(partition, None)
+
+    def fail(self, error_type: str, exception: BaseException | None, description: str) -> None:
+        if self._finish():
+            self._measure(None, error_type)
+
+    def _measure(self, partition: int | None, error_type: str | None) -> None:
+        try:
+            self._destination.sent(partition, self._started, error_type)
+        except Exception:
+            _logger.debug("measuring a send failed", exc_info=True)
+
+
+class PendingSend(MeasuredSend):
+    """A send span waiting for the broker's answer, counted against the in-flight ``cap``
+    until then; ends once, from whichever thread answers."""
+
+    __slots__ = ("_cap", "transaction")
+
+    def __init__(
+        self,
+        span: Span,
+        destination: Destination,
+        origin: Origin | None,
+        trace_headers: dict[str, bytes],
+        cap: InflightCap,
+    ) -> None:
+        super().__init__(span, destination, origin, trace_headers)
+        self._cap = cap
         self.transaction: Transaction | None = None
         """The producer's transaction the message is sent in, which ends the span once it ends."""
 
     def __del__(self) -> None:
         """Stop counting a send the client dropped unanswered. Only the counter is touched:
         a finalizer may run inside any code, and must not call into the SDK or take locks."""
-        if self._cap is not None and self._unanswered:  # no thread can answer it any more
+        if self._unanswered:  # no thread can answer it any more
             self._cap.ended()
 
     def _finish(self) -> bool:
         """Whether this is the first answer; counts the send out of the cap."""
-        try:
-            self._unanswered.pop()
-        except IndexError:
+        if not super()._finish():
             return False
-        if self._cap is not None:
-            self._cap.ended()
+        self._cap.ended()
         return True
+
+    def join(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     def succeed(self, partition: int | None, offset: int | None) -> None:
         if not self._finish():
@@ -123,7 +164,7 @@ class PassThroughSend:
 
     def __init__(self, span: Span, trace_headers: dict[str, bytes], origin: Origin | None) -> None:
         self.span = span
-        self.trace_headers: dict[str, bytes] | None = trace_headers
+        self.trace_headers = trace_headers
         self.origin = origin
         self.tracked: Literal[False] = False
 
@@ -134,8 +175,9 @@ class PassThroughSend:
         """Nothing follows the answer."""
 
 
-Send = Union[PendingSend, PassThroughSend]
-"""A send under way, with a span to end or passed through."""
+Send = Union[MeasuredSend, PassThroughSend]
+"""A send under way: measured at the broker's answer (with a span to end, for a
+:class:`PendingSend`), or passed through."""
 
 
 Acknowledged = Callable[[Any], "tuple[int | None, int | None]"]
@@ -145,14 +187,14 @@ Failed = Callable[[Send, BaseException], None]
 
 
 def end_when_done(
-    pending: PendingSend, future: Any, acknowledged: Acknowledged, failed: Failed
+    pending: MeasuredSend, future: Any, acknowledged: Acknowledged, failed: Failed
 ) -> None:
     """End ``pending`` when ``future``, an asyncio future of the broker's answer, resolves."""
     future.add_done_callback(lambda done: _resolved(pending, done, acknowledged, failed))
 
 
 def _resolved(
-    pending: PendingSend, future: Any, acknowledged: Acknowledged, failed: Failed
+    pending: MeasuredSend, future: Any, acknowledged: Acknowledged, failed: Failed
 ) -> None:
     try:
         if future.cancelled():

@@ -55,7 +55,7 @@ from kafka_autotrace.core.pipeline import ORIGIN_HEADER, Origin, origin_in, with
 from kafka_autotrace.core.propagation import merge_headers, nothing_to_propagate, span_headers
 from kafka_autotrace.core.scope import ProcessScope
 from kafka_autotrace.core.sdk import SdkPresence
-from kafka_autotrace.core.sending import PassThroughSend, PendingSend, Send
+from kafka_autotrace.core.sending import MeasuredSend, PassThroughSend, PendingSend, Send
 from kafka_autotrace.core.settings import Settings
 from kafka_autotrace.core.unsampled import SpanStarter
 
@@ -123,13 +123,17 @@ class KafkaTelemetry:
         if self._sdk.idle():
             return self._pass_send_through(topic, key, value)
         destination = self._attributes.destination(client, topic)
+        # Read once, for the span's parent and the pipeline origin the message carries on.
+        current = otel_context.get_current()
+        # A send that starts a pipeline carries no origin: its record's timestamp is one.
+        origin = origin_in(current)
         if not self._cap.admit():
-            current = NonRecordingSpan(get_current_span().get_span_context())
-            pending = PendingSend(current, destination, None)
-            pending.origin = origin_in()
-            return pending
+            carrier = NonRecordingSpan(get_current_span(current).get_span_context())
+            headers = span_headers(carrier, current) if propagated else {}
+            return MeasuredSend(carrier, destination, origin, headers)
         span = self._spans.start(
             destination.send_name,
+            context=current,
             kind=SpanKind.PRODUCER if propagated else SpanKind.CLIENT,
             attributes=destination.send_attributes
             if partition is None
@@ -137,12 +141,16 @@ class KafkaTelemetry:
             extra=self._attributes.message,
             extra_args=(key, value, headers),
         )
+        recording = span.is_recording()
         if self._produce_hook is not None:
             _run_hook(self._produce_hook, span, topic, key, value)
-        pending = PendingSend(span, destination, self._cap)
-        # A send that starts a pipeline carries no origin: its record's timestamp is one.
-        pending.origin = origin_in()
-        return pending
+        headers = span_headers(span, current) if propagated else {}
+        if not recording:
+            # The cap bounds the spans waiting to be ended and exported; a span the sampler
+            # dropped is neither, and its send is only measured at the broker's answer.
+            self._cap.ended()
+            return MeasuredSend(span, destination, origin, headers)
+        return PendingSend(span, destination, origin, headers, self._cap)
 
     def _pass_send_through(self, topic: str, key: object, value: object) -> PassThroughSend | None:
         span = get_current_span()
@@ -160,8 +168,6 @@ class KafkaTelemetry:
         """The headers to send: the caller's plus the propagator's and the pipeline origin, in
         a new container."""
         trace_headers = pending.trace_headers
-        if trace_headers is None:
-            trace_headers = span_headers(pending.span)
         if pending.origin is not None:
             trace_headers = {**trace_headers, ORIGIN_HEADER: pending.origin.header}
         return merge_headers(headers, trace_headers)

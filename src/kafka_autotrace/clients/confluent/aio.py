@@ -42,7 +42,7 @@ from kafka_autotrace.core.client import ClientInfo, ClientState, state_of
 from kafka_autotrace.core.gaps import Found, Partition
 from kafka_autotrace.core.receive_flow import ReceiveFlow
 from kafka_autotrace.core.send_flow import SendFlow
-from kafka_autotrace.core.sending import PendingSend, end_when_done
+from kafka_autotrace.core.sending import MeasuredSend, end_when_done
 from kafka_autotrace.core.transactions import TransactionFlow
 
 
@@ -65,7 +65,7 @@ class _Produce(ConfluentSends):
     def extendable(self, client: Any, headers: object) -> object:
         return UNTOUCHED
 
-    def follow(self, pending: PendingSend, result: Any) -> bool:
+    def follow(self, pending: MeasuredSend, result: Any) -> bool:
         end_when_done(pending, result, acknowledged, self.failed)
         return True
 

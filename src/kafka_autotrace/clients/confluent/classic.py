@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from kafka_autotrace.clients.confluent.common import (
     TELEMETRY,
@@ -32,11 +32,11 @@ from kafka_autotrace.clients.confluent.common import (
     remember,
     tapped,
 )
-from kafka_autotrace.core.calls import Arguments, CallShape
+from kafka_autotrace.core.calls import CallShape
 from kafka_autotrace.core.client import ClientState
 from kafka_autotrace.core.receive_flow import ReceiveFlow
 from kafka_autotrace.core.send_flow import SendFlow
-from kafka_autotrace.core.sending import PendingSend
+from kafka_autotrace.core.sending import MeasuredSend
 from kafka_autotrace.core.transactions import TransactionFlow
 
 _logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ _logger = logging.getLogger(__name__)
 
 def _delivered(
     failed: Any,
-    pending: PendingSend,
+    pending: MeasuredSend,
     state: ConfluentState,
     callback: Any,
     error: Any,
@@ -86,23 +86,21 @@ class _Produce(ClusterIdOfClient, ConfluentSends):
         reason = error.args[0] if error.args else None
         return isinstance(reason, KafkaError) and reason.code() == KafkaError.MSG_SIZE_TOO_LARGE
 
-    def delivery_arguments(
-        self, pending: PendingSend, state: ClientState, arguments: Arguments
-    ) -> Arguments | None:
+    def delivery_callback(
+        self,
+        pending: MeasuredSend,
+        state: ClientState,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[str, Callable[..., Any]] | None:
         if not isinstance(state, ConfluentState) or not state.follows_delivery:
             return None
-        args, kwargs = arguments
-        shape = self.shape
-        name = next((name for name in self.callbacks if shape.given(args, kwargs, name)), None)
-        name = name or self.callbacks[-1]
-        callback = shape.get(args, kwargs, name)
+        name, callback = self.shape.first_given(args, kwargs, self.callbacks)
         if callback is None:
             callback = state.default_callback
         if callback is not None and not callable(callback):
             return None
-        return shape.replace(
-            args, kwargs, name, partial(_delivered, self.failed, pending, state, callback)
-        )
+        return name, partial(_delivered, self.failed, pending, state, callback)
 
 
 class _SerializingProduce(_Produce):
