@@ -28,6 +28,7 @@ from pathlib import Path
 from broker import Tansu
 from cases import OPERATIONS, Case, python_for
 from environments import BENCH, ensure_venv, environments
+from receiver import CountingReceiver
 from worker import SETUPS, traceparents_for
 
 # Checked from the innermost frame outwards: the first owner found gets the sample, so the
@@ -108,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     python = python_for(Case(operation, args.variant, args.setup), pythons)
     work = Path(tempfile.mkdtemp(prefix="kafka-autotrace-profile-"))
     broker = Tansu(work / "tansu.log")
+    # The worker exports as the benchmark's does, so that the profile includes the export and
+    # the worker's final flush is answered rather than retried until it gives up.
+    receiver = CountingReceiver().__enter__()
     try:
         topic = f"profile-{uuid.uuid4().hex[:10]}"
         broker.create_topic(topic)
@@ -137,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"--warmup={warmup}",
                 f"--bootstrap={broker.bootstrap}",
                 f"--topic={topic}",
+                f"--otlp-endpoint={receiver.endpoint}",
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -147,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(summarise(raw, args.top))
     finally:
+        receiver.__exit__(None, None, None)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
